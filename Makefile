@@ -1,0 +1,34 @@
+# ccrm — PGXS build.  The version lives only in ccrm.control.
+EXTENSION   = ccrm
+EXTVERSION := $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" ccrm.control)
+
+MODULE_big  = ccrm
+OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+DATA        = $(sort $(wildcard extension/ccrm--*.sql))
+
+# pg_regress suite: every sql/*.sql is self-contained (creates and drops the extension).
+REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
+              -Wno-missing-field-initializers -Wno-clobbered
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+ifeq ($(EXTVERSION),)
+$(error could not read default_version from ccrm.control)
+endif
+
+.PHONY: test demo bench version
+version:
+	@echo $(EXTVERSION)
+# Whole suite (regress + isolation + TAP + checks) in throw-away instances.
+test:
+	bin/test
+demo:
+	bin/demo
+bench: all
+	test/bench/run
