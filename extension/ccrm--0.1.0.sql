@@ -318,7 +318,7 @@ CREATE INDEX target_group_dependency_depends_on_idx ON ccrm.target_group_depende
  * of joins and leaves.
  */
 CREATE TABLE ccrm.target_group_membership (
-    group_id   bigint NOT NULL REFERENCES ccrm.target_group ON DELETE CASCADE,
+    group_id   bigint NOT NULL,
     member_id  bigint NOT NULL,
     entered_at timestamptz NOT NULL,
     left_at    timestamptz,
@@ -329,7 +329,19 @@ CREATE UNIQUE INDEX target_group_membership_current_idx
 CREATE INDEX target_group_membership_left_idx
     ON ccrm.target_group_membership (group_id, left_at) WHERE left_at IS NOT NULL;
 COMMENT ON TABLE ccrm.target_group_membership IS
-    'One row per stay of a record in a group: open rows are members, closed rows history';
+    'One row per stay of a record in a group: open rows are members, closed rows history (written by ccrm only)';
+
+/* Spans go with their group (no foreign key: see target_group.c). */
+CREATE FUNCTION ccrm.target_group_delete_trigger() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    DELETE FROM ccrm.target_group_membership WHERE group_id = OLD.id AND left_at IS NULL;
+    DELETE FROM ccrm.target_group_membership WHERE group_id = OLD.id AND left_at IS NOT NULL;
+    RETURN OLD;
+END
+$$;
 
 CREATE VIEW ccrm.target_group_member AS
     SELECT group_id, member_id, entered_at
@@ -381,6 +393,8 @@ CREATE TRIGGER ccrm_target_group AFTER INSERT OR UPDATE ON ccrm.target_group
     FOR EACH ROW EXECUTE FUNCTION ccrm.target_group_trigger();
 CREATE TRIGGER ccrm_row BEFORE UPDATE ON ccrm.target_group
     FOR EACH ROW EXECUTE FUNCTION ccrm.entity_row_trigger('target_group');
+CREATE TRIGGER ccrm_target_group_delete AFTER DELETE ON ccrm.target_group
+    FOR EACH ROW EXECUTE FUNCTION ccrm.target_group_delete_trigger();
 
 CREATE FUNCTION ccrm.create_target_group(
     name text, entity text, filter jsonb DEFAULT NULL,

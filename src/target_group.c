@@ -11,7 +11,13 @@
  *	  manual excludes, plus manual includes of records that still exist ---
  *	  and applies only the difference in one statement: new members get a
  *	  span, members no longer wanted get their span closed, members who stay
- *	  are not touched and keep entered_at.
+ *	  are not touched and keep entered_at.  A group with no members yet is
+ *	  filled by a plain INSERT … SELECT of the matches.
+ *
+ *	  Membership rows carry no foreign key to their group (a per-row check
+ *	  would cost as much as the insert itself); only this file writes them,
+ *	  always under the group's lock, and deleting a group deletes its spans
+ *	  through a trigger.
  *
  *	  Locking: every change to a group's members (refresh, include, exclude)
  *	  first takes FOR NO KEY UPDATE on the group's row, so they serialise per
@@ -39,6 +45,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -187,6 +194,7 @@ refresh_locked(GroupRow *g)
 	StringInfoData sql;
 	char	   *filter_query = NULL;
 	bool		overrides;
+	bool		empty;
 	CcrmRefreshResult r;
 	int			nestlevel;
 
@@ -199,40 +207,64 @@ refresh_locked(GroupRow *g)
 			 1, types, values, SPI_OK_SELECT);
 	overrides = SPI_processed > 0;
 
-	/* the wanted members */
+	spi_exec("SELECT 1 FROM ccrm.target_group_membership WHERE group_id OPERATOR(pg_catalog.=) $1"
+			 " AND left_at IS NULL LIMIT 1", 1, types, values, SPI_OK_SELECT);
+	empty = SPI_processed == 0;
+
 	initStringInfo(&sql);
-	appendStringInfoString(&sql, "WITH d(id) AS MATERIALIZED (");
-	if (filter_query && !overrides)
-		appendStringInfoString(&sql, filter_query);
+	if (filter_query && !overrides && empty)
+	{
+		/* nobody to keep or remove: every match is an addition */
+		appendStringInfo(&sql,
+						 "WITH ins AS (INSERT INTO ccrm.target_group_membership (group_id, member_id, entered_at)"
+						 " SELECT $1, f.id, $2 FROM (%s) f RETURNING 1)"
+						 " SELECT pg_catalog.count(*), 0::pg_catalog.int8 FROM ins", filter_query);
+	}
 	else
 	{
-		if (filter_query)
+		/* the wanted members: matches minus excludes, plus includes that exist */
+		appendStringInfoString(&sql, "WITH d(id) AS MATERIALIZED (");
+		if (filter_query && !overrides)
+			appendStringInfoString(&sql, filter_query);
+		else
+		{
+			if (filter_query)
+				appendStringInfo(&sql,
+								 "SELECT f.id FROM (%s) f WHERE NOT EXISTS ("
+								 "SELECT 1 FROM ccrm.target_group_override o"
+								 " WHERE o.group_id OPERATOR(pg_catalog.=) $1"
+								 " AND o.member_id OPERATOR(pg_catalog.=) f.id AND NOT o.include) UNION ",
+								 filter_query);
 			appendStringInfo(&sql,
-							 "SELECT f.id FROM (%s) f WHERE NOT EXISTS ("
-							 "SELECT 1 FROM ccrm.target_group_override o"
-							 " WHERE o.group_id OPERATOR(pg_catalog.=) $1"
-							 " AND o.member_id OPERATOR(pg_catalog.=) f.id AND NOT o.include) UNION ",
-							 filter_query);
-		appendStringInfo(&sql,
-						 "SELECT o.member_id FROM ccrm.target_group_override o"
-						 " WHERE o.group_id OPERATOR(pg_catalog.=) $1 AND o.include"
-						 " AND EXISTS (SELECT 1 FROM %s t WHERE t.%s OPERATOR(pg_catalog.=) o.member_id)",
-						 ent->qualname, quote_identifier(ent->key_column));
+							 "SELECT o.member_id FROM ccrm.target_group_override o"
+							 " WHERE o.group_id OPERATOR(pg_catalog.=) $1 AND o.include"
+							 " AND EXISTS (SELECT 1 FROM %s t WHERE t.%s OPERATOR(pg_catalog.=) o.member_id)",
+							 ent->qualname, quote_identifier(ent->key_column));
+		}
+		/* apply the difference */
+		appendStringInfoString(&sql,
+							   "), ins AS (INSERT INTO ccrm.target_group_membership (group_id, member_id, entered_at)"
+							   " SELECT $1, d.id, $2 FROM d WHERE NOT EXISTS ("
+							   "SELECT 1 FROM ccrm.target_group_membership m"
+							   " WHERE m.group_id OPERATOR(pg_catalog.=) $1 AND m.member_id OPERATOR(pg_catalog.=) d.id"
+							   " AND m.left_at IS NULL) RETURNING 1),"
+							   " del AS (UPDATE ccrm.target_group_membership m SET left_at = $2"
+							   " WHERE m.group_id OPERATOR(pg_catalog.=) $1 AND m.left_at IS NULL"
+							   " AND NOT EXISTS (SELECT 1 FROM d WHERE d.id OPERATOR(pg_catalog.=) m.member_id)"
+							   " RETURNING 1)"
+							   " SELECT (SELECT pg_catalog.count(*) FROM ins), (SELECT pg_catalog.count(*) FROM del)");
 	}
-	/* apply the difference */
-	appendStringInfoString(&sql,
-						   "), ins AS (INSERT INTO ccrm.target_group_membership (group_id, member_id, entered_at)"
-						   " SELECT $1, d.id, $2 FROM d WHERE NOT EXISTS ("
-						   "SELECT 1 FROM ccrm.target_group_membership m"
-						   " WHERE m.group_id OPERATOR(pg_catalog.=) $1 AND m.member_id OPERATOR(pg_catalog.=) d.id"
-						   " AND m.left_at IS NULL) RETURNING 1),"
-						   " del AS (UPDATE ccrm.target_group_membership m SET left_at = $2"
-						   " WHERE m.group_id OPERATOR(pg_catalog.=) $1 AND m.left_at IS NULL"
-						   " AND NOT EXISTS (SELECT 1 FROM d WHERE d.id OPERATOR(pg_catalog.=) m.member_id)"
-						   " RETURNING 1)"
-						   " SELECT (SELECT pg_catalog.count(*) FROM ins), (SELECT pg_catalog.count(*) FROM del)");
 
 	nestlevel = CcrmPushSafeSearchPath();
+
+	/*
+	 * Both anti-joins compare whole sets.  A nested loop would rescan the
+	 * membership table --- which this very statement appends to --- once per
+	 * row when its statistics are stale (right after a first big refresh), so
+	 * only hash or merge joins are allowed here.
+	 */
+	(void) set_config_option("enable_nestloop", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	spi_exec(sql.data, 2, types, values, SPI_OK_SELECT);
 	CcrmPopSearchPath(nestlevel);
 	r.added = spi_int8(0, 1);

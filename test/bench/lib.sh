@@ -1,0 +1,60 @@
+# Helpers for the bench scripts (sourced).  Environment from test/bench/run:
+# INST (bindir), PGHOST, PGPORT, PGDATABASE=bench, BENCH_REPEAT, BENCH_DIR, W.
+set -euo pipefail
+source "$BENCH_DIR/../../bin/common.sh"
+
+# Run SQL in the bench database; stops at the first error.
+psql_bench() {
+	as_pg env PGHOST="$PGHOST" PGPORT="$PGPORT" "$INST/psql" -X -q -A -t -v ON_ERROR_STOP=1 -d "$PGDATABASE" -c "$1"
+}
+
+# Run a SQL file (read by us, so any path works).
+psql_file() {
+	as_pg env PGHOST="$PGHOST" PGPORT="$PGPORT" "$INST/psql" -X -q -A -t -v ON_ERROR_STOP=1 -d "$PGDATABASE" <"$1"
+}
+
+# Seconds one statement takes, measured by the server-side clock around it
+# in the same session: setup and cleanup run untimed before and after.
+_time_once() {	# sql setup cleanup
+	local out
+	out=$(as_pg env PGHOST="$PGHOST" PGPORT="$PGPORT" "$INST/psql" -X -q -A -t -v ON_ERROR_STOP=1 -d "$PGDATABASE" <<SQL
+${2:-}
+SELECT set_config('bench.t0', clock_timestamp()::text, false) \\g /dev/null
+$1
+SELECT 'ELAPSED ' || extract(epoch FROM clock_timestamp() - current_setting('bench.t0')::timestamptz);
+${3:-}
+SQL
+)
+	echo "$out" | sed -n 's/^ELAPSED //p' | tail -1
+}
+
+# Best of BENCH_REPEAT runs (after one warm-up run), in seconds.
+time_sql() {	# sql [setup] [cleanup]
+	local best="" t i
+	_time_once "$@" >/dev/null
+	for ((i = 0; i < BENCH_REPEAT; i++)); do
+		t=$(_time_once "$@")
+		best=$(python3 -c "import sys; a=[float(x) for x in sys.argv[1:] if x]; print('%.4f' % min(a))" "$t" $best)
+	done
+	echo "$best"
+}
+
+# BENCH name=<id> ccrm_s=<s> baseline_s=<s> ratio=<ccrm/baseline> target=<max ratio>
+bench_line() {	# name ccrm_s baseline_s target
+	python3 - "$@" <<'PY'
+import sys
+name, c, b, target = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+ratio = c / b if b > 0 else float("inf")
+verdict = "ok" if ratio <= target else "MISSED"
+print("BENCH name=%s ccrm_s=%.4f baseline_s=%.4f ratio=%.3f target=%s %s" % (name, c, b, ratio, sys.argv[4], verdict))
+PY
+}
+
+# BENCH name=<id> value=<v> unit=<u> target=<max>  (absolute measurements)
+bench_value() {	# name value unit target
+	python3 - "$@" <<'PY'
+import sys
+name, v, unit, target = sys.argv[1], float(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+print("BENCH name=%s value=%g unit=%s target=%s %s" % (name, v, unit, sys.argv[4], "ok" if v <= target else "MISSED"))
+PY
+}
