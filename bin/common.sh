@@ -46,15 +46,20 @@ build() {
 	make -s -C "$CCRM_ROOT" PG_CONFIG=$PG_CONFIG >/dev/null
 }
 
-# A private copy of the PostgreSQL installation with ccrm installed into it,
-# so tests never touch the system installation and can run side by side.
-# Sets INST (bindir of the copy).
+# A private copy of the PostgreSQL installation with ccrm built from a copy
+# of the sources (extra compiler flags in $2, e.g. -DUSE_ASSERT_CHECKING) and
+# installed into it, so tests never touch the system installation or the
+# tree's own build, and several can run side by side.  Sets INST (bindir of
+# the copy) and PGXS_DIR.
 make_temp_install() {
-	local root=$1
-	mkdir -p "$root/usr/lib/postgresql" "$root/usr/share/postgresql"
+	local root=$1 copt=${2:-} src=$1.build
+	say "building ccrm $(make -s -C "$CCRM_ROOT" PG_CONFIG=$PG_CONFIG version)${copt:+ with $copt}"
+	mkdir -p "$src" "$root/usr/lib/postgresql" "$root/usr/share/postgresql"
+	(cd "$CCRM_ROOT" && tar cf - Makefile ccrm.control src extension) | (cd "$src" && tar xf -)
+	make -s -C "$src" PG_CONFIG=$PG_CONFIG COPT="$copt" >/dev/null
 	cp -a /usr/lib/postgresql/$PG_MAJOR "$root/usr/lib/postgresql/"
 	cp -a /usr/share/postgresql/$PG_MAJOR "$root/usr/share/postgresql/"
-	make -s -C "$CCRM_ROOT" PG_CONFIG=$PG_CONFIG DESTDIR="$root" install >/dev/null
+	make -s -C "$src" PG_CONFIG=$PG_CONFIG DESTDIR="$root" install >/dev/null
 	INST=$root/usr/lib/postgresql/$PG_MAJOR/bin
 	PGXS_DIR=$root/usr/lib/postgresql/$PG_MAJOR/lib/pgxs
 }
@@ -72,7 +77,12 @@ make_workdir() {
 stage_sources() {
 	local dest=$1
 	mkdir -p "$dest"
-	(cd "$CCRM_ROOT" && tar cf - sql expected test README.md extension ccrm.control META.json) | (cd "$dest" && tar xf -)
+	local want=() f
+	for f in sql expected test README.md extension ccrm.control META.json; do
+		[ -e "$CCRM_ROOT/$f" ] && want+=("$f")
+	done
+	(cd "$CCRM_ROOT" && tar cf - "${want[@]}") | (cd "$dest" && tar xf -)
+	mkdir -p "$dest/sql" "$dest/expected"
 	if [ "$(id -u)" -eq 0 ]; then chown -R "$PG_USER" "$dest"; fi
 }
 
