@@ -391,6 +391,8 @@ CREATE FUNCTION ccrm.target_group_trigger() RETURNS trigger
     AS 'MODULE_PATHNAME', 'ccrm_target_group_trigger';
 CREATE TRIGGER ccrm_target_group AFTER INSERT OR UPDATE ON ccrm.target_group
     FOR EACH ROW EXECUTE FUNCTION ccrm.target_group_trigger();
+CREATE TRIGGER ccrm_target_group_check BEFORE INSERT OR UPDATE OF entity, responsible_user_id ON ccrm.target_group
+    FOR EACH ROW EXECUTE FUNCTION ccrm.target_group_trigger();
 CREATE TRIGGER ccrm_row BEFORE UPDATE ON ccrm.target_group
     FOR EACH ROW EXECUTE FUNCTION ccrm.entity_row_trigger('target_group');
 CREATE TRIGGER ccrm_target_group_delete AFTER DELETE ON ccrm.target_group

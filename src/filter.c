@@ -597,9 +597,11 @@ compile_field(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, const c
 	int			nlinks;
 	char	   *expr;
 
-	if (fieldv->type != jbvString || fieldv->val.string.len == 0)
+	if (fieldv->type != jbvString)
 		filter_error(ERRCODE_INVALID_PARAMETER_VALUE, fpath,
 					 psprintf("expected a field name, got %s", jsonb_type_name(fieldv)), NULL);
+	if (fieldv->val.string.len == 0)
+		filter_error(ERRCODE_INVALID_PARAMETER_VALUE, fpath, "the field name is empty", NULL);
 	if (opv == NULL)
 		filter_error(ERRCODE_INVALID_PARAMETER_VALUE, here, "a field condition needs an \"op\"",
 					 psprintf("Valid ops are: %s.", op_names()));

@@ -560,18 +560,44 @@ ccrm_target_group_trigger(PG_FUNCTION_ARGS)
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		values[2];
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(td->tg_event) || TRIGGER_FIRED_BY_DELETE(td->tg_event))
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
+		TRIGGER_FIRED_BY_DELETE(td->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("ccrm.target_group_trigger() must be an AFTER INSERT OR UPDATE row trigger")));
+				 errmsg("ccrm.target_group_trigger() must be an INSERT OR UPDATE row trigger")));
 
 	desc = RelationGetDescr(td->tg_relation);
 	is_update = TRIGGER_FIRED_BY_UPDATE(td->tg_event);
 	row = is_update ? td->tg_newtuple : td->tg_trigtuple;
+
+	/*
+	 * BEFORE: only name an unknown entity plainly (the foreign key would
+	 * report it without saying what is valid).  Everything else needs the
+	 * row in place and happens AFTER.
+	 */
+	if (TRIGGER_FIRED_BEFORE(td->tg_event))
+	{
+		bool		unull;
+		Datum		user = heap_getattr(row, SPI_fnumber(desc, "responsible_user_id"), desc, &unull);
+
+		(void) CcrmEntityLookup(SPI_getvalue(row, desc, SPI_fnumber(desc, "entity")), false);
+		if (!unull)
+		{
+			values[0] = user;
+			SPI_connect();
+			spi_exec("SELECT 1 FROM ccrm.crm_user WHERE id OPERATOR(pg_catalog.=) $1",
+					 1, types, values, SPI_OK_SELECT);
+			if (SPI_processed == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+						 errmsg("user with id " INT64_FORMAT " does not exist", DatumGetInt64(user)),
+						 errhint("The responsible user is an id of ccrm.crm_user.")));
+			SPI_finish();
+		}
+		return PointerGetDatum(row);
+	}
 	filter_changed = !is_update || column_changed(td, "filter") || column_changed(td, "entity");
-	if (is_update && !filter_changed && !column_changed(td, "name") &&
-		!column_changed(td, "responsible_user_id"))
+	if (is_update && !filter_changed && !column_changed(td, "name"))
 		return PointerGetDatum(NULL);
 
 	id = DatumGetInt64(heap_getattr(row, SPI_fnumber(desc, "id"), desc, &isnull));
@@ -591,23 +617,6 @@ ccrm_target_group_trigger(PG_FUNCTION_ARGS)
 							SPI_getvalue(row, desc, SPI_fnumber(desc, "name"))),
 					 errhint("Create a new group for the other entity.")));
 	}
-	{
-		bool		unull;
-		Datum		user = heap_getattr(row, SPI_fnumber(desc, "responsible_user_id"), desc, &unull);
-
-		if (!unull)
-		{
-			values[1] = user;
-			spi_exec("SELECT 1 FROM ccrm.crm_user WHERE id OPERATOR(pg_catalog.=) $2",
-					 2, types, values, SPI_OK_SELECT);
-			if (SPI_processed == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
-						 errmsg("user with id " INT64_FORMAT " does not exist", DatumGetInt64(user)),
-						 errhint("The responsible user is an id of ccrm.crm_user.")));
-		}
-	}
-
 	if (filter_changed)
 	{
 		CcrmEntity *ent = CcrmEntityLookup(entity, false);
