@@ -16,9 +16,18 @@
 
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
+#include "utils/guc.h"
 
 /* Schema every ccrm object lives in (fixed: the extension is not relocatable). */
 #define CCRM_SCHEMA "ccrm"
+
+/*
+ * True while a dump is being restored: pg_dump scripts turn
+ * check_function_bodies off, and PostgreSQL's own validators take that to
+ * mean "objects may refer to things that come later".  ccrm's validation
+ * triggers then trust the dumped data, which was checked when written.
+ */
+#define CcrmRestoring() (!check_function_bodies)
 
 /* sqlutil.c */
 extern char *CcrmQualifiedRelName(Oid relid);

@@ -320,7 +320,7 @@ ccrm_entity_row_trigger(PG_FUNCTION_ARGS)
 	attrs_att = SPI_fnumber(desc, "attrs");
 	updated_att = SPI_fnumber(desc, "updated_at");
 
-	if (attrs_att > 0)
+	if (attrs_att > 0 && !CcrmRestoring())
 	{
 		Datum		attrs = heap_getattr(tuple, attrs_att, desc, &isnull);
 		bool		check = !isnull;

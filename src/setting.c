@@ -221,6 +221,8 @@ ccrm_setting_trigger(PG_FUNCTION_ARGS)
 
 	desc = RelationGetDescr(td->tg_relation);
 	tuple = TRIGGER_FIRED_BY_INSERT(td->tg_event) ? td->tg_trigtuple : td->tg_newtuple;
+	if (CcrmRestoring())
+		return PointerGetDatum(tuple);
 	name = SPI_getvalue(tuple, desc, SPI_fnumber(desc, "name"));
 	value = SPI_getvalue(tuple, desc, SPI_fnumber(desc, "value"));
 

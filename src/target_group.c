@@ -570,6 +570,10 @@ ccrm_target_group_trigger(PG_FUNCTION_ARGS)
 	is_update = TRIGGER_FIRED_BY_UPDATE(td->tg_event);
 	row = is_update ? td->tg_newtuple : td->tg_trigtuple;
 
+	/* a restore brings the dependency rows along; groups may come in any order */
+	if (CcrmRestoring())
+		return PointerGetDatum(TRIGGER_FIRED_BEFORE(td->tg_event) ? row : NULL);
+
 	/*
 	 * BEFORE: only name an unknown entity plainly (the foreign key would
 	 * report it without saying what is valid).  Everything else needs the
