@@ -193,6 +193,23 @@ CcrmEntityLookup(const char *name, bool missing_ok)
 	return ent;
 }
 
+/*
+ * A field catalogue for a table that is not an entity (e.g. ccrm.target_group
+ * for $targetgroup-name$ tags): its columns, no custom fields, no links.
+ */
+CcrmEntity *
+CcrmEntityForRelation(const char *name, Oid relid, const char *key_column)
+{
+	CcrmEntity *ent = palloc0(sizeof(CcrmEntity));
+
+	ent->name = pstrdup(name);
+	ent->relid = relid;
+	ent->qualname = CcrmQualifiedRelName(relid);
+	ent->key_column = pstrdup(key_column);
+	ent->fields = column_fields(ent);
+	return ent;
+}
+
 List *
 CcrmEntityNames(void)
 {

@@ -48,6 +48,7 @@ typedef struct CcrmEntity
 
 /* Lookups; results are allocated in the caller's memory context. */
 extern CcrmEntity *CcrmEntityLookup(const char *name, bool missing_ok);
+extern CcrmEntity *CcrmEntityForRelation(const char *name, Oid relid, const char *key_column);
 extern List *CcrmEntityNames(void);
 extern const CcrmField *CcrmFieldLookup(const CcrmEntity *ent, const char *field);
 extern List *CcrmFieldNames(const CcrmEntity *ent);

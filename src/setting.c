@@ -111,6 +111,13 @@ CcrmSettingGet(const char *name)
 	return value;
 }
 
+/* Effective value of a setting converted to a type, e.g. TIMEOID. */
+Datum
+CcrmSettingValue(const char *name, Oid typid)
+{
+	return input_value(CcrmSettingGet(name), typid);
+}
+
 pg_tz *
 CcrmSettingTimeZone(void)
 {

@@ -15,6 +15,7 @@
 #include "pgtime.h"
 
 extern char *CcrmSettingGet(const char *name);
+extern Datum CcrmSettingValue(const char *name, Oid typid);
 extern pg_tz *CcrmTimeZone(const char *name, bool missing_ok);
 extern pg_tz *CcrmSettingTimeZone(void);
 extern int	CcrmSettingWorkingDays(void);	/* bit (1 << isodow) per working day */
