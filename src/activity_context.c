@@ -180,6 +180,7 @@ ccrm_render_template(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	nestlevel = CcrmPushSafeSearchPath();
+	CcrmUseConfiguredTimeZone();
 	{
 		char	   *from = psprintf("%s e%s WHERE e.%s OPERATOR(pg_catalog.=) $1", ent->qualname, ac->joins,
 									quote_identifier(ent->key_column));

@@ -157,6 +157,18 @@ read_group(ActivityPlan *p)
 	p->responsible = isnull ? 0 : DatumGetInt64(d);
 }
 
+static void
+plan_error(const ActivityPlan *p, const char *msg, const char *hint) pg_attribute_noreturn();
+
+static void
+plan_error(const ActivityPlan *p, const char *msg, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("activity plan \"%s\": %s", p->name, msg),
+			 hint ? errhint("%s", hint) : 0));
+}
+
 /* The day window rules of an event plan: plan values, else the settings. */
 static void
 plan_rules(const ActivityPlan *p, CcrmSlotRules *rules)
@@ -171,41 +183,24 @@ plan_rules(const ActivityPlan *p, CcrmSlotRules *rules)
 
 	if (duration.month != 0 || duration.day != 0 || duration.time <= 0 ||
 		duration.time >= USECS_PER_DAY)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("the duration of an event must be longer than zero and shorter than a day"),
-				 errhint("Write it like '30 minutes'.")));
+		plan_error(p, "the duration of an event must be longer than zero and shorter than a day",
+				   "Write it like '30 minutes'.");
 	if (earliest >= latest)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("earliest start %s is not before latest end %s",
-						DatumGetCString(DirectFunctionCall1(time_out, TimeADTGetDatum(earliest))),
-						DatumGetCString(DirectFunctionCall1(time_out, TimeADTGetDatum(latest))))));
+		plan_error(p, psprintf("earliest start %s is not before latest end %s",
+							   DatumGetCString(DirectFunctionCall1(time_out, TimeADTGetDatum(earliest))),
+							   DatumGetCString(DirectFunctionCall1(time_out, TimeADTGetDatum(latest)))),
+				   "Change the plan's earliest_start or latest_end, or the settings of the same names.");
 	memset(rules, 0, sizeof(*rules));
 	rules->first = Max(day_start, earliest);
 	rules->latest_end = latest;
 	rules->duration = duration.time;
 	rules->per_day = p->has_events_per_day ? p->events_per_day : 8;
 	if (rules->first + rules->duration > rules->latest_end)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("no event of %s fits between %s and %s",
-						DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(&duration))),
-						DatumGetCString(DirectFunctionCall1(time_out, TimeADTGetDatum(rules->first))),
-						DatumGetCString(DirectFunctionCall1(time_out, TimeADTGetDatum(latest)))),
-				 errhint("Start the day earlier, end it later or shorten the events.")));
-}
-
-static void
-plan_error(const ActivityPlan *p, const char *msg, const char *hint) pg_attribute_noreturn();
-
-static void
-plan_error(const ActivityPlan *p, const char *msg, const char *hint)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("activity plan \"%s\": %s", p->name, msg),
-			 hint ? errhint("%s", hint) : 0));
+		plan_error(p, psprintf("no event of " INT64_FORMAT " minutes fits between %s and %s",
+							   (int64) (duration.time / USECS_PER_MINUTE),
+							   DatumGetCString(DirectFunctionCall1(time_out, TimeADTGetDatum(rules->first))),
+							   DatumGetCString(DirectFunctionCall1(time_out, TimeADTGetDatum(latest)))),
+				   "Start the day earlier, end it later or shorten the events.");
 }
 
 /* Everything a plan must satisfy to be saved; also rechecked at each run. */
@@ -215,6 +210,16 @@ check_plan(ActivityPlan *p, CcrmTemplate **subject, CcrmTemplate **description)
 	ActivityContext *ac = ActivityContextBuild(CcrmEntityLookup(p->entity, false));
 	bool		has_users = p->user_ids && ArrayGetNItems(ARR_NDIM(p->user_ids), ARR_DIMS(p->user_ids)) > 0;
 
+	if (strspn(p->kind, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(p->kind) ||
+		p->kind[0] < 'a' || p->kind[0] > 'z')
+		plan_error(p, psprintf("invalid kind \"%s\"", p->kind),
+				   "A kind is an event type in lower case, such as call or meeting; task makes tasks.");
+	if (strcmp(p->assign_type, "selected_users") != 0 && strcmp(p->assign_type, "contact_owner") != 0 &&
+		strcmp(p->assign_type, "account_owner") != 0 && strcmp(p->assign_type, "group_responsible") != 0)
+		plan_error(p, psprintf("unknown assign type \"%s\"", p->assign_type),
+				   "Assign types are selected_users, contact_owner, account_owner and group_responsible.");
+	if (p->has_events_per_day && (p->events_per_day < 1 || p->events_per_day > 200))
+		plan_error(p, "events_per_day must be between 1 and 200", NULL);
 	if (p->subject[strspn(p->subject, " \t\r\n")] == '\0')
 		plan_error(p, "the subject is empty", "Write a subject; it may use tags such as $contact-firstname$.");
 	*subject = CcrmTemplateParse(ac->tpl, p->subject, p->html, "subject");
@@ -389,6 +394,7 @@ typedef struct Run
 	int64		skipped_no_user;	/* no owner and no responsible user */
 	int64		skipped_inactive;	/* inactive owner and no responsible user */
 	int64		skipped_no_selected;	/* none of the selected users is active */
+	int64		skipped_no_responsible; /* group_responsible, and there is none */
 	SPIPlanPtr	insert;
 } Run;
 
@@ -574,7 +580,11 @@ assignee(Run *run, uint64 n, bool owner_null, int64 owner)
 		return run->selected[n % run->nselected];
 	}
 	if (strcmp(type, "group_responsible") == 0)
-		u = NULL;
+	{
+		if (run->responsible == NULL)
+			run->skipped_no_responsible++;
+		return run->responsible;
+	}
 	else
 	{
 		u = owner_null ? NULL : find_user(run, owner);
@@ -827,6 +837,7 @@ ccrm_create_activities(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	nestlevel = CcrmPushSafeSearchPath();
+	CcrmUseConfiguredTimeZone();
 
 	/* the plan, locked: runs of one plan queue up */
 	args[0] = PG_GETARG_DATUM(0);
@@ -900,7 +911,8 @@ ccrm_create_activities(PG_FUNCTION_ARGS)
 	create_all(run);
 
 	/* what happened, on the run's row and to the caller */
-	skipped = run->skipped_no_user + run->skipped_inactive + run->skipped_no_selected;
+	skipped = run->skipped_no_user + run->skipped_inactive + run->skipped_no_selected +
+		run->skipped_no_responsible;
 	initStringInfo(&reasons);
 	appendStringInfoChar(&reasons, '{');
 	if (run->skipped_no_user)
@@ -911,6 +923,9 @@ ccrm_create_activities(PG_FUNCTION_ARGS)
 	if (run->skipped_no_selected)
 		appendStringInfo(&reasons, "%s\"no active selected user\": " INT64_FORMAT,
 						 reasons.len > 1 ? ", " : "", run->skipped_no_selected);
+	if (run->skipped_no_responsible)
+		appendStringInfo(&reasons, "%s\"no active responsible user\": " INT64_FORMAT,
+						 reasons.len > 1 ? ", " : "", run->skipped_no_responsible);
 	appendStringInfoChar(&reasons, '}');
 	{
 		Oid			utypes[4] = {INT8OID, INT8OID, INT8OID, JSONBOID};

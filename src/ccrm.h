@@ -36,5 +36,6 @@ extern void CcrmAppendLiteral(StringInfo buf, const char *value, Oid typid, int3
 extern char *CcrmJoinNames(List *names);
 extern int	CcrmPushSafeSearchPath(void);
 extern void CcrmPopSearchPath(int nestlevel);
+extern void CcrmUseConfiguredTimeZone(void);
 
 #endif							/* CCRM_H */

@@ -13,6 +13,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "setting.h"
 
 #include "nodes/pg_list.h"
 #include "utils/builtins.h"
@@ -79,6 +80,15 @@ CcrmPushSafeSearchPath(void)
 							 PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	return nestlevel;
+}
+
+/* Within a pushed level: times read and written in ccrm's configured zone. */
+void
+CcrmUseConfiguredTimeZone(void)
+{
+	(void) set_config_option("timezone", CcrmSettingGet("time_zone"),
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 }
 
 void

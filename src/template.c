@@ -20,6 +20,7 @@
 #include "ccrm.h"
 #include "template.h"
 
+#include "catalog/pg_type.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 
@@ -238,12 +239,27 @@ CcrmTemplateParse(CcrmTemplateContext *ctx, const char *text, bool html, const c
 	return tpl;
 }
 
-/* The slot's value as text, read under the source's alias. */
+/*
+ * The slot's value as text, read under the source's alias.  Dates and times
+ * come out in one form whatever the session's DateStyle: YYYY-MM-DD and
+ * YYYY-MM-DD HH24:MI (times in the session's zone, which callers set to the
+ * configured one).
+ */
 char *
 CcrmTemplateSlotSql(const CcrmTemplateSlot *slot)
 {
-	return psprintf("(%s)::pg_catalog.text",
-					CcrmFieldSql(slot->source->entity, slot->field, slot->source->alias));
+	char	   *expr = CcrmFieldSql(slot->source->entity, slot->field, slot->source->alias);
+
+	switch (slot->field->typid)
+	{
+		case DATEOID:
+			return psprintf("pg_catalog.to_char(%s, 'YYYY-MM-DD')", expr);
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			return psprintf("pg_catalog.to_char(%s, 'YYYY-MM-DD HH24:MI')", expr);
+		default:
+			return psprintf("(%s)::pg_catalog.text", expr);
+	}
 }
 
 static void
