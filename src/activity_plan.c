@@ -827,6 +827,7 @@ ccrm_create_activities(PG_FUNCTION_ARGS)
 	bool		nulls[4] = {false, false, false, false};
 	StringInfoData reasons;
 	int64		skipped;
+	MemoryContext caller;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -835,6 +836,7 @@ ccrm_create_activities(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
+	caller = CurrentMemoryContext;
 	SPI_connect();
 	nestlevel = CcrmPushSafeSearchPath();
 	CcrmUseConfiguredTimeZone();
@@ -913,6 +915,8 @@ ccrm_create_activities(PG_FUNCTION_ARGS)
 	/* what happened, on the run's row and to the caller */
 	skipped = run->skipped_no_user + run->skipped_inactive + run->skipped_no_selected +
 		run->skipped_no_responsible;
+	/* the result outlives SPI: build it in the caller's memory */
+	MemoryContextSwitchTo(caller);
 	initStringInfo(&reasons);
 	appendStringInfoChar(&reasons, '{');
 	if (run->skipped_no_user)
@@ -927,6 +931,7 @@ ccrm_create_activities(PG_FUNCTION_ARGS)
 		appendStringInfo(&reasons, "%s\"no active responsible user\": " INT64_FORMAT,
 						 reasons.len > 1 ? ", " : "", run->skipped_no_responsible);
 	appendStringInfoChar(&reasons, '}');
+	result[2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(reasons.data));
 	{
 		Oid			utypes[4] = {INT8OID, INT8OID, INT8OID, JSONBOID};
 		Datum		uargs[4];
@@ -934,13 +939,12 @@ ccrm_create_activities(PG_FUNCTION_ARGS)
 		uargs[0] = Int64GetDatum(run->run_id);
 		uargs[1] = Int64GetDatum(run->created);
 		uargs[2] = Int64GetDatum(skipped);
-		uargs[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(reasons.data));
+		uargs[3] = result[2];
 		if (SPI_execute_with_args("UPDATE ccrm.activity_plan_run SET created = $2, skipped = $3,"
 								  " skipped_reasons = $4, finished_at = pg_catalog.clock_timestamp()"
 								  " WHERE id OPERATOR(pg_catalog.=) $1",
 								  4, utypes, uargs, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not update ccrm.activity_plan_run");
-		result[2] = uargs[3];
 	}
 	CcrmPopSearchPath(nestlevel);
 	SPI_finish();

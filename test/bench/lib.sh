@@ -28,11 +28,12 @@ SQL
 	echo "$out" | sed -n 's/^ELAPSED //p' | tail -1
 }
 
-# Best of BENCH_REPEAT runs (after one warm-up run), in seconds.
+# Best of BENCH_REPEAT runs (after one warm-up run), in seconds.  REPEAT=n
+# overrides the count for a slow baseline; REPEAT=1 also skips the warm-up.
 time_sql() {	# sql [setup] [cleanup]
-	local best="" t i
-	_time_once "$@" >/dev/null
-	for ((i = 0; i < BENCH_REPEAT; i++)); do
+	local best="" t i n=${REPEAT:-$BENCH_REPEAT}
+	[ "$n" -gt 1 ] && _time_once "$@" >/dev/null
+	for ((i = 0; i < n; i++)); do
 		t=$(_time_once "$@")
 		best=$(python3 -c "import sys; a=[float(x) for x in sys.argv[1:] if x]; print('%.4f' % min(a))" "$t" $best)
 	done
