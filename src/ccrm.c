@@ -1,13 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * ccrm.c
- *	  Module entry point.  _PG_init only reserves the "ccrm" GUC prefix and
- *	  asks each subsystem that has GUCs, hooks or shared memory to register
- *	  them; everything else happens on demand from SQL calls.
+ *	  Module entry point.  _PG_init asks each subsystem that has GUCs, hooks,
+ *	  shared memory or a background worker to register them, then reserves
+ *	  the "ccrm" GUC prefix; everything else happens on demand.
  *
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "scheduler.h"
 
 #include "fmgr.h"
 #include "utils/guc.h"
@@ -19,5 +20,6 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	CcrmSchedulerInit();
 	MarkGUCPrefixReserved("ccrm");
 }

@@ -1,0 +1,461 @@
+/*-------------------------------------------------------------------------
+ *
+ * job.c
+ *	  The job catalog: what may be saved in ccrm.job and what it means.
+ *
+ * The row trigger checks a job as it is written: its kind exists and gets
+ * the target group it needs, the kind's validator accepts (and normalises)
+ * the parameters, the schedule parses, a chain of after_job does not loop,
+ * and only superusers name another role as owner.  It computes next_run
+ * when the schedule, zone or state changes and asks the scheduler to look
+ * again once the transaction commits.  Also here: job_id() and the
+ * validators of the built-in kinds.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ccrm.h"
+#include "job.h"
+#include "schedule.h"
+#include "scheduler.h"
+#include "setting.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/jsonb.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(ccrm_job_trigger);
+PG_FUNCTION_INFO_V1(ccrm_job_id);
+PG_FUNCTION_INFO_V1(ccrm_job_check_no_params);
+PG_FUNCTION_INFO_V1(ccrm_job_check_activities);
+
+static Datum
+get_attr(HeapTuple tup, TupleDesc desc, const char *name, bool *isnull)
+{
+	int			attno = SPI_fnumber(desc, name);
+
+	if (attno <= 0)
+		elog(ERROR, "ccrm.job has no column \"%s\"", name);
+	return heap_getattr(tup, attno, desc, isnull);
+}
+
+static char *
+get_text_attr(HeapTuple tup, TupleDesc desc, const char *name)
+{
+	bool		isnull;
+	Datum		d = get_attr(tup, desc, name, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+static bool
+attr_changed(HeapTuple newtup, HeapTuple oldtup, TupleDesc desc, const char *name)
+{
+	int			attno = SPI_fnumber(desc, name);
+	Form_pg_attribute att = TupleDescAttr(desc, attno - 1);
+	bool		n1,
+				n2;
+	Datum		d1 = heap_getattr(newtup, attno, desc, &n1);
+	Datum		d2 = heap_getattr(oldtup, attno, desc, &n2);
+
+	if (n1 || n2)
+		return n1 != n2;
+	return !datumIsEqual(d1, d2, att->attbyval, att->attlen);
+}
+
+/* The zone a job's schedule is read in: its own or the setting. */
+pg_tz *
+CcrmJobTimeZone(const char *name)
+{
+	return name ? CcrmTimeZone(name, false) : CcrmSettingTimeZone();
+}
+
+/*
+ * The first time a job fires after "after", or 0 when it has no schedule of
+ * its own.
+ */
+TimestampTz
+CcrmJobNextRun(const char *schedule, const char *time_zone, TimestampTz after)
+{
+	CcrmSchedule sched;
+
+	if (schedule == NULL)
+		return 0;
+	CcrmScheduleParse(schedule, &sched);
+	return CcrmScheduleNext(&sched, after, CcrmJobTimeZone(time_zone));
+}
+
+/* Call a kind's validator; returns the parameters it normalised. */
+static Datum
+validate_params(Oid validator, const char *kind, bool group_null, Datum group_id, Datum params)
+{
+	LOCAL_FCINFO(fcinfo, 2);
+	FmgrInfo	flinfo;
+	Datum		result;
+
+	fmgr_info(validator, &flinfo);
+	InitFunctionCallInfoData(*fcinfo, &flinfo, 2, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = group_id;
+	fcinfo->args[0].isnull = group_null;
+	fcinfo->args[1].value = params;
+	fcinfo->args[1].isnull = false;
+	result = FunctionCallInvoke(fcinfo);
+	if (fcinfo->isnull)
+		return params;
+	if (DatumGetJsonbP(result) == NULL || !JB_ROOT_IS_OBJECT(DatumGetJsonbP(result)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the validator of job kind \"%s\" did not return a jsonb object", kind)));
+	return result;
+}
+
+static void
+check_owner(const char *owner, bool changed)
+{
+	Oid			roleid = get_role_oid(owner, true);
+
+	if (!OidIsValid(roleid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role \"%s\" does not exist", owner),
+				 errhint("A job runs as its owner, an existing role.")));
+	if (changed && !superuser() && roleid != GetUserId())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot schedule a job as role \"%s\"", owner),
+				 errdetail("Only superusers can make a job run as another role."),
+				 errhint("Leave owner out; the job then runs as you.")));
+}
+
+/* after_job must name another job, and following the chain must not loop. */
+static void
+check_chain(int64 job_id, int64 after_job)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		args[1];
+	int64		at = after_job;
+
+	for (int depth = 0; depth < 1000; depth++)
+	{
+		bool		isnull;
+
+		if (at == job_id)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("job chain would loop"),
+					 errdetail("Following after_job from this job leads back to it."),
+					 errhint("A job may run after another, but not (even indirectly) after itself.")));
+		args[0] = Int64GetDatum(at);
+		if (SPI_execute_with_args("SELECT after_job FROM ccrm.job WHERE id OPERATOR(pg_catalog.=) $1",
+								  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read ccrm.job");
+		if (SPI_processed == 0)
+			return;				/* the foreign key reports a missing job */
+		(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+			return;
+		at = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+}
+
+/*
+ * BEFORE INSERT OR UPDATE on ccrm.job.
+ */
+Datum
+ccrm_job_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	newtup;
+	HeapTuple	oldtup = NULL;
+	bool		is_insert;
+	bool		defn_changed;
+	bool		timing_changed;
+	char	   *kind;
+	char	   *schedule;
+	char	   *time_zone;
+	char	   *owner;
+	bool		isnull;
+	bool		group_null;
+	bool		active;
+	Datum		group_id;
+	Datum		params;
+	int			natts;
+	int		   *cols;
+	Datum	   *vals;
+	bool	   *nulls;
+	int			ncols = 0;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "ccrm_job_trigger must be a BEFORE ROW trigger");
+
+	desc = RelationGetDescr(trigdata->tg_relation);
+	is_insert = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event);
+	newtup = is_insert ? trigdata->tg_trigtuple : trigdata->tg_newtuple;
+	if (!is_insert)
+		oldtup = trigdata->tg_trigtuple;
+	if (CcrmRestoring())
+		return PointerGetDatum(newtup);
+
+	defn_changed = is_insert ||
+		attr_changed(newtup, oldtup, desc, "kind") ||
+		attr_changed(newtup, oldtup, desc, "group_id") ||
+		attr_changed(newtup, oldtup, desc, "params");
+	timing_changed = is_insert ||
+		attr_changed(newtup, oldtup, desc, "schedule") ||
+		attr_changed(newtup, oldtup, desc, "time_zone") ||
+		attr_changed(newtup, oldtup, desc, "active") ||
+		attr_changed(newtup, oldtup, desc, "after_job");
+
+	kind = get_text_attr(newtup, desc, "kind");
+	schedule = get_text_attr(newtup, desc, "schedule");
+	time_zone = get_text_attr(newtup, desc, "time_zone");
+	owner = NameStr(*DatumGetName(get_attr(newtup, desc, "owner", &isnull)));
+	active = DatumGetBool(get_attr(newtup, desc, "active", &isnull));
+	group_id = get_attr(newtup, desc, "group_id", &group_null);
+	params = get_attr(newtup, desc, "params", &isnull);
+
+	natts = desc->natts;
+	cols = palloc(sizeof(int) * natts);
+	vals = palloc(sizeof(Datum) * natts);
+	nulls = palloc0(sizeof(bool) * natts);
+
+	SPI_connect();
+
+	check_owner(owner, is_insert || attr_changed(newtup, oldtup, desc, "owner"));
+
+	if (defn_changed)
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		args[1] = {CStringGetTextDatum(kind)};
+		bool		needs_group;
+		Datum		validator;
+		bool		no_validator;
+
+		if (SPI_execute_with_args("SELECT needs_group, validator::pg_catalog.oid FROM ccrm.job_kind"
+								  " WHERE name OPERATOR(pg_catalog.=) $1",
+								  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read ccrm.job_kind");
+		if (SPI_processed == 0)
+		{
+			char	   *names;
+
+			SPI_execute("SELECT pg_catalog.string_agg(name, ', ' ORDER BY name) FROM ccrm.job_kind", true, 0);
+			names = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("job kind \"%s\" does not exist", kind),
+					 errhint("Kinds: %s.", names ? names : "(none)")));
+		}
+		needs_group = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		validator = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &no_validator);
+		if (needs_group && group_null)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("a job of kind \"%s\" needs a target group", kind),
+					 errhint("Pass \"group\" => the name of a target group.")));
+		if (!no_validator)
+		{
+			params = validate_params(DatumGetObjectId(validator), kind, group_null, group_id, params);
+			cols[ncols] = SPI_fnumber(desc, "params");
+			vals[ncols++] = SPI_datumTransfer(params, false, -1);
+		}
+	}
+
+	if (timing_changed)
+	{
+		bool		after_null;
+		Datum		after_job = get_attr(newtup, desc, "after_job", &after_null);
+		TimestampTz next = 0;
+
+		if (schedule == NULL && after_null)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("a job needs a schedule or a job to run after"),
+					 errhint("Give a schedule such as \"0 11 * * *\", or after_job => the job it follows.")));
+		if (!after_null)
+		{
+			bool		id_null;
+			Datum		id = get_attr(newtup, desc, "id", &id_null);
+
+			check_chain(id_null ? 0 : DatumGetInt64(id), DatumGetInt64(after_job));
+		}
+		if (schedule != NULL)
+		{
+			next = CcrmJobNextRun(schedule, time_zone, GetCurrentTimestamp());
+			if (next == DT_NOEND)
+				next = 0;
+		}
+		else
+			(void) CcrmJobTimeZone(time_zone);
+		cols[ncols] = SPI_fnumber(desc, "next_run");
+		nulls[ncols] = (next == 0 || !active);
+		vals[ncols++] = TimestampTzGetDatum(next);
+		CcrmSchedulerWakeAtCommit();
+	}
+
+	if (!is_insert && (defn_changed || timing_changed || attr_changed(newtup, oldtup, desc, "name") ||
+					   attr_changed(newtup, oldtup, desc, "owner")))
+	{
+		cols[ncols] = SPI_fnumber(desc, "updated_at");
+		vals[ncols++] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	}
+
+	SPI_finish();
+
+	if (ncols > 0)
+		newtup = heap_modify_tuple_by_cols(newtup, desc, ncols, cols, vals, nulls);
+	return PointerGetDatum(newtup);
+}
+
+/*
+ * ccrm.job_id(name): the id of a job the caller can see.
+ */
+Datum
+ccrm_job_id(PG_FUNCTION_ARGS)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1] = {PG_GETARG_DATUM(0)};
+	bool		isnull;
+	int64		id;
+
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT id FROM ccrm.job WHERE name OPERATOR(pg_catalog.=) $1",
+							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read ccrm.job");
+	if (SPI_processed == 0)
+	{
+		char	   *names;
+
+		SPI_execute("SELECT pg_catalog.string_agg(pg_catalog.quote_literal(name), ', ' ORDER BY name)"
+					"  FROM (SELECT name FROM ccrm.job ORDER BY name LIMIT 20) j", true, 0);
+		names = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("job \"%s\" does not exist", TextDatumGetCString(args[0])),
+				 names ? errhint("Jobs you can see: %s.", names)
+				 : errhint("Save one with ccrm.schedule_job().")));
+	}
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	PG_RETURN_INT64(id);
+}
+
+/* Keys of a params object outside the allowed list: an ERROR naming them. */
+void
+CcrmCheckParamKeys(Jsonb *params, const char *kind, const char *const *allowed)
+{
+	JsonbIterator *it = JsonbIteratorInit(&params->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			depth = 0;
+
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		if (tok == WJB_BEGIN_OBJECT || tok == WJB_BEGIN_ARRAY)
+			depth++;
+		else if (tok == WJB_END_OBJECT || tok == WJB_END_ARRAY)
+			depth--;
+		else if (tok == WJB_KEY && depth == 1)
+		{
+			char	   *key = pnstrdup(v.val.string.val, v.val.string.len);
+			bool		ok = false;
+			StringInfoData list;
+
+			for (int i = 0; allowed[i] != NULL; i++)
+				ok |= (strcmp(key, allowed[i]) == 0);
+			if (ok)
+				continue;
+			initStringInfo(&list);
+			for (int i = 0; allowed[i] != NULL; i++)
+				appendStringInfo(&list, "%s%s", i ? ", " : "", allowed[i]);
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a job of kind \"%s\" has no parameter \"%s\"", kind, key),
+					 list.len ? errhint("Its parameters: %s.", list.data)
+					 : errhint("It takes no parameters: pass '{}'.")));
+		}
+	}
+}
+
+Datum
+ccrm_job_check_no_params(PG_FUNCTION_ARGS)
+{
+	static const char *const none[] = {NULL};
+
+	if (PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	CcrmCheckParamKeys(PG_GETARG_JSONB_P(1), "refresh_group", none);
+	PG_RETURN_DATUM(PG_GETARG_DATUM(1));
+}
+
+/*
+ * create_activities: {"plan": name} names one of the group's plans; without
+ * it every active plan of the group runs, so the group needs one.
+ */
+Datum
+ccrm_job_check_activities(PG_FUNCTION_ARGS)
+{
+	static const char *const allowed[] = {"plan", NULL};
+	Jsonb	   *params;
+	JsonbValue *plan;
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		args[2];
+	char		nulls[2] = {' ', 'n'};
+	bool		isnull;
+	bool		found;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	params = PG_GETARG_JSONB_P(1);
+	CcrmCheckParamKeys(params, "create_activities", allowed);
+	plan = getKeyJsonValueFromContainer(&params->root, "plan", 4, NULL);
+	if (plan != NULL && plan->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("parameter \"plan\" must be the name of an activity plan")));
+	args[0] = PG_GETARG_DATUM(0);
+	if (plan != NULL)
+	{
+		args[1] = PointerGetDatum(cstring_to_text_with_len(plan->val.string.val, plan->val.string.len));
+		nulls[1] = ' ';
+	}
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM ccrm.activity_plan"
+							  " WHERE group_id OPERATOR(pg_catalog.=) $1"
+							  "   AND ($2 IS NULL AND active OR name OPERATOR(pg_catalog.=) $2))",
+							  2, types, args, nulls, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read ccrm.activity_plan");
+	found = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (!found)
+	{
+		char	   *names;
+
+		SPI_execute_with_args("SELECT pg_catalog.string_agg(pg_catalog.quote_literal(name), ', ' ORDER BY name)"
+							  "  FROM ccrm.activity_plan WHERE group_id OPERATOR(pg_catalog.=) $1",
+							  1, types, args, NULL, true, 1);
+		names = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (plan != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("the job's group has no activity plan \"%s\"",
+							TextDatumGetCString(args[1])),
+					 names ? errhint("Its plans: %s.", names)
+					 : errhint("Save one with ccrm.create_activity_plan().")));
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the job's group has no active activity plan"),
+				 errhint("Save one with ccrm.create_activity_plan(), or name a plan: '{\"plan\": \"…\"}'.")));
+	}
+	SPI_finish();
+	PG_RETURN_DATUM(PG_GETARG_DATUM(1));
+}

@@ -1,0 +1,462 @@
+/*-------------------------------------------------------------------------
+ *
+ * scheduler.c
+ *	  The background worker that fires due jobs, and its dynamic helpers.
+ *
+ * Registered from shared_preload_libraries, the scheduler connects to
+ * ccrm.database_name once recovery has finished (so a standby runs nothing
+ * and a promoted one starts), marks runs a crash left "running" as
+ * interrupted, then loops: run what is due, sleep on its latch until the
+ * next due time.  Saving a job sets the latch when the transaction commits,
+ * so a changed schedule is seen at once.
+ *
+ * When several jobs are due at once the scheduler runs the first itself and
+ * hands others to dynamic background workers, at most
+ * ccrm.max_parallel_jobs at a time; each one runs a single job with the
+ * same code as ccrm.run_due_jobs() (job_run.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ccrm.h"
+#include "job.h"
+#include "scheduler.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+PGDLLEXPORT void ccrm_scheduler_main(Datum arg);
+PGDLLEXPORT void ccrm_job_worker_main(Datum arg);
+
+char	   *ccrm_database_name = NULL;
+bool		ccrm_enable_scheduler = true;
+int			ccrm_max_parallel_jobs = 2;
+int			ccrm_max_job_failures = 5;
+int			ccrm_job_history_retention = 30 * SECS_PER_DAY;
+
+/* longest sleep: also how soon a new database/extension or GUC is noticed */
+#define MAX_SLEEP_MS 60000
+/* how often a due job that is running elsewhere is looked at again */
+#define BUSY_POLL_MS 1000
+
+typedef struct SchedulerShared
+{
+	slock_t		mutex;
+	Latch	   *latch;			/* the scheduler's, while it runs */
+} SchedulerShared;
+
+/* what a dynamic worker is told */
+typedef struct JobWorkerArgs
+{
+	Oid			dboid;
+	int64		job_id;
+	TimestampTz slot;
+} JobWorkerArgs;
+
+typedef struct InFlight
+{
+	int64		job_id;
+	BackgroundWorkerHandle *handle;
+} InFlight;
+
+static SchedulerShared *shared = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static bool wake_at_commit = false;
+
+static InFlight *inflight = NULL;
+static int	ninflight = 0;
+
+/* ---------------------------------------------------------------------- */
+
+static void
+shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(SchedulerShared)));
+}
+
+static void
+shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct("ccrm scheduler", sizeof(SchedulerShared), &found);
+	if (!found)
+	{
+		SpinLockInit(&shared->mutex);
+		shared->latch = NULL;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static void
+xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT && wake_at_commit && shared != NULL)
+	{
+		Latch	   *latch;
+
+		SpinLockAcquire(&shared->mutex);
+		latch = shared->latch;
+		SpinLockRelease(&shared->mutex);
+		if (latch != NULL)
+			SetLatch(latch);
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+		wake_at_commit = false;
+}
+
+void
+CcrmSchedulerWakeAtCommit(void)
+{
+	wake_at_commit = true;
+}
+
+void
+CcrmSchedulerInit(void)
+{
+	DefineCustomStringVariable("ccrm.database_name",
+							   "Database the ccrm scheduler runs jobs in.",
+							   "On a change the scheduler restarts in the new database.",
+							   &ccrm_database_name, "postgres",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("ccrm.enable_scheduler",
+							 "Whether the ccrm scheduler fires due jobs.",
+							 "Off pauses the worker; CALL ccrm.run_due_jobs() still works.",
+							 &ccrm_enable_scheduler, true,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ccrm.max_parallel_jobs",
+							"Dynamic background workers the scheduler may use for jobs due at the same time.",
+							"0 runs every job in the scheduler itself, one after another.",
+							&ccrm_max_parallel_jobs, 2, 0, 64,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ccrm.max_job_failures",
+							"Failed runs in a row after which a job is deactivated (0: never).",
+							NULL, &ccrm_max_job_failures, 5, 0, INT_MAX,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ccrm.job_history_retention",
+							"How long finished runs are kept in ccrm.job_run (0: for ever).",
+							NULL, &ccrm_job_history_retention, 30 * SECS_PER_DAY, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+
+	RegisterXactCallback(xact_callback, NULL);
+
+	if (process_shared_preload_libraries_in_progress)
+	{
+		BackgroundWorker worker;
+
+		prev_shmem_request_hook = shmem_request_hook;
+		shmem_request_hook = shmem_request;
+		prev_shmem_startup_hook = shmem_startup_hook;
+		shmem_startup_hook = shmem_startup;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 5;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "ccrm");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "ccrm_scheduler_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "ccrm scheduler");
+		snprintf(worker.bgw_type, BGW_MAXLEN, "ccrm scheduler");
+		RegisterBackgroundWorker(&worker);
+	}
+}
+
+/* ---------------------------------------------------------------------- */
+
+static void
+forget_stopped_workers(void)
+{
+	for (int i = 0; i < ninflight;)
+	{
+		pid_t		pid;
+
+		if (GetBackgroundWorkerPid(inflight[i].handle, &pid) == BGWH_STOPPED)
+		{
+			pfree(inflight[i].handle);
+			inflight[i] = inflight[--ninflight];
+		}
+		else
+			i++;
+	}
+}
+
+static bool
+start_job_worker(int64 job_id, TimestampTz slot)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	JobWorkerArgs args = {MyDatabaseId, job_id, slot};
+	MemoryContext old;
+	bool		ok;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "ccrm");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "ccrm_job_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "ccrm job %lld", (long long) job_id);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "ccrm job");
+	memcpy(worker.bgw_extra, &args, sizeof(args));
+	worker.bgw_notify_pid = MyProcPid;
+
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	ok = RegisterDynamicBackgroundWorker(&worker, &handle);
+	MemoryContextSwitchTo(old);
+	if (!ok)
+		return false;
+	inflight[ninflight].job_id = job_id;
+	inflight[ninflight].handle = handle;
+	ninflight++;
+	return true;
+}
+
+static bool
+ccrm_is_ready(void)
+{
+	return OidIsValid(get_extension_oid("ccrm", true)) &&
+		OidIsValid(get_relname_relid("job", get_namespace_oid(CCRM_SCHEMA, true)));
+}
+
+/*
+ * One pass: run or hand out what is due; return how long to sleep (ms).
+ */
+static long
+scheduler_pass(bool *first)
+{
+	CcrmRunMode mode = {false, true};
+	long		sleep_ms = MAX_SLEEP_MS;
+	bool		any_busy = false;
+	List	   *busy = NIL;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "ccrm scheduler: looking for due jobs");
+
+	if (!ccrm_is_ready() || !ccrm_enable_scheduler)
+	{
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		return ccrm_enable_scheduler ? 10000 : MAX_SLEEP_MS;
+	}
+
+	if (*first)
+	{
+		int			n = CcrmMarkInterrupted();
+
+		if (n > 0)
+			ereport(LOG,
+					(errmsg("ccrm scheduler marked %d run%s interrupted", n, n == 1 ? "" : "s")));
+		CcrmPurgeJobHistory();
+		*first = false;
+	}
+
+	for (;;)
+	{
+		Oid			types[2] = {TIMESTAMPTZOID, INT8ARRAYOID};
+		Datum		args[2];
+		Datum	   *skip;
+		int			nskip = 0;
+		ListCell   *lc;
+		int			ndue;
+		int64		job_id = 0;
+		TimestampTz slot = 0;
+		bool		isnull;
+		bool		job_busy;
+
+		forget_stopped_workers();
+		skip = palloc(sizeof(Datum) * (ninflight + list_length(busy) + 1));
+		for (int i = 0; i < ninflight; i++)
+			skip[nskip++] = Int64GetDatum(inflight[i].job_id);
+		foreach(lc, busy)
+			skip[nskip++] = Int64GetDatum(*(int64 *) lfirst(lc));
+		args[0] = TimestampTzGetDatum(GetCurrentTimestamp());
+		args[1] = PointerGetDatum(construct_array(skip, nskip, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		if (SPI_execute_with_args("SELECT id, next_run FROM ccrm.job"
+								  " WHERE active AND next_run OPERATOR(pg_catalog.<=) $1"
+								  "   AND id OPERATOR(pg_catalog.<>) ALL ($2)"
+								  " ORDER BY next_run, id LIMIT 65",
+								  2, types, args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read ccrm.job");
+		ndue = (int) SPI_processed;
+		if (ndue == 0)
+			break;
+
+		/* the first runs here; others go to dynamic workers while there are some */
+		for (int i = 0; i < ndue; i++)
+		{
+			int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+			TimestampTz at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+
+			if (i == 0)
+			{
+				job_id = id;
+				slot = at;
+			}
+			else if (ninflight >= ccrm_max_parallel_jobs || !start_job_worker(id, at))
+				break;
+		}
+
+		pgstat_report_activity(STATE_RUNNING, psprintf("ccrm scheduler: running job %lld", (long long) job_id));
+		(void) CcrmRunJob(&mode, job_id, slot, CCRM_RUN_SCHEDULE, &job_busy);
+		if (job_busy)
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+			int64	   *p = palloc(sizeof(int64));
+
+			*p = job_id;
+			busy = lappend(busy, p);
+			MemoryContextSwitchTo(old);
+			any_busy = true;
+		}
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+			break;
+	}
+
+	/* sleep until the next due time of a job nobody is running */
+	{
+		bool		isnull;
+		Datum		next;
+
+		if (SPI_execute("SELECT pg_catalog.min(next_run) FROM ccrm.job WHERE active", false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read ccrm.job");
+		next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+		{
+			TimestampTz now = GetCurrentTimestamp();
+			TimestampTz at = DatumGetTimestampTz(next);
+
+			if (at <= now)
+				sleep_ms = (ninflight > 0 || any_busy) ? BUSY_POLL_MS : 0;
+			else
+				sleep_ms = Min((long) ((at - now + 999) / 1000), (long) MAX_SLEEP_MS);
+		}
+	}
+	if (any_busy)
+		sleep_ms = Min(sleep_ms, BUSY_POLL_MS);
+	list_free_deep(busy);
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	pgstat_report_stat(true);
+	return sleep_ms;
+}
+
+static void
+scheduler_detach(int code, Datum arg)
+{
+	if (shared == NULL)
+		return;
+	SpinLockAcquire(&shared->mutex);
+	if (shared->latch == MyLatch)
+		shared->latch = NULL;
+	SpinLockRelease(&shared->mutex);
+}
+
+void
+ccrm_scheduler_main(Datum arg)
+{
+	bool		first = true;
+	char	   *dbname;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	dbname = MemoryContextStrdup(TopMemoryContext, ccrm_database_name);
+	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	inflight = MemoryContextAllocZero(TopMemoryContext, sizeof(InFlight) * 65);
+
+	if (shared != NULL)
+	{
+		SpinLockAcquire(&shared->mutex);
+		shared->latch = MyLatch;
+		SpinLockRelease(&shared->mutex);
+		before_shmem_exit(scheduler_detach, (Datum) 0);
+	}
+	ereport(LOG, (errmsg("ccrm scheduler started in database \"%s\"", ccrm_database_name)));
+
+	for (;;)
+	{
+		long		sleep_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			if (strcmp(dbname, ccrm_database_name) != 0)
+			{
+				ereport(LOG,
+						(errmsg("ccrm scheduler restarts to move to database \"%s\"", ccrm_database_name)));
+				proc_exit(1);
+			}
+		}
+		sleep_ms = scheduler_pass(&first);
+		if (sleep_ms > 0)
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 sleep_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/*
+ * A dynamic worker: run one job's due slot, then exit.
+ */
+void
+ccrm_job_worker_main(Datum arg)
+{
+	JobWorkerArgs args;
+	CcrmRunMode mode = {false, true};
+	bool		busy;
+
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, psprintf("ccrm: running job %lld", (long long) args.job_id));
+	(void) CcrmRunJob(&mode, args.job_id, args.slot, CCRM_RUN_SCHEDULE, &busy);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	proc_exit(0);
+}
