@@ -147,3 +147,7 @@ SELECT ccrm.delete_job('Rep refresh');
 REVOKE ALL ON ccrm.target_group, ccrm.activity_plan FROM ccrm_rep, ccrm_other;
 DROP ROLE ccrm_rep;
 DROP ROLE ccrm_other;
+
+DROP VIEW pg_temp.runs;
+DROP EXTENSION ccrm;
+DROP FUNCTION public.failing_runner;

@@ -74,3 +74,5 @@ SELECT * FROM pg_temp.err($$SELECT ccrm.next_runs('0 0 * * *; DROP TABLE ccrm.jo
 SELECT * FROM pg_temp.err($$SELECT ccrm.next_runs(NULL)$$);
 SELECT * FROM pg_temp.err($$SELECT ccrm.next_runs('@daily', 1, 'Mars/Olympus')$$);
 SELECT * FROM pg_temp.err($$SELECT ccrm.next_runs('@daily', -1)$$);
+
+DROP EXTENSION ccrm CASCADE;
