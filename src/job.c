@@ -303,6 +303,10 @@ ccrm_job_trigger(PG_FUNCTION_ARGS)
 		CcrmSchedulerWakeAtCommit();
 	}
 
+	/* someone moved the next run by hand: the scheduler looks again */
+	if (!timing_changed && attr_changed(newtup, oldtup, desc, "next_run"))
+		CcrmSchedulerWakeAtCommit();
+
 	if (!is_insert && (defn_changed || timing_changed || attr_changed(newtup, oldtup, desc, "name") ||
 					   attr_changed(newtup, oldtup, desc, "owner")))
 	{
