@@ -26,6 +26,7 @@
  */
 #include "ccrm.h"
 #include "job.h"
+#include "schedule.h"
 #include "scheduler.h"
 
 #include "access/xact.h"
@@ -233,9 +234,24 @@ claim_slot(JobRow *job, TimestampTz slot)
 	Datum		args[2];
 	char		nulls[2] = {' ', ' '};
 	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz next = CcrmJobNextRun(job->schedule, job->own_time_zone, Max(now, slot));
+	TimestampTz next = 0;
 
-	if (next == DT_NOEND || job->schedule == NULL)
+	if (job->schedule != NULL)
+	{
+		CcrmSchedule sched;
+
+		CcrmScheduleParse(job->schedule, &sched);
+		if (sched.interval_secs > 0 && slot > 0)
+		{
+			/* keep the beat: the first multiple of the interval after now */
+			int64		step = (int64) sched.interval_secs * USECS_PER_SEC;
+
+			next = slot + step * (Max(now - slot, 0) / step + 1);
+		}
+		else
+			next = CcrmScheduleNext(&sched, Max(now, slot), CcrmJobTimeZone(job->own_time_zone));
+	}
+	if (next == DT_NOEND || next == 0)
 		nulls[1] = 'n';
 	args[0] = Int64GetDatum(job->id);
 	args[1] = TimestampTzGetDatum(next);
