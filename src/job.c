@@ -82,8 +82,8 @@ CcrmJobTimeZone(const char *name)
  * The first time a job fires after "after", or 0 when it has no schedule of
  * its own.
  */
-TimestampTz
-CcrmJobNextRun(const char *schedule, const char *time_zone, TimestampTz after)
+static TimestampTz
+job_next_run(const char *schedule, const char *time_zone, TimestampTz after)
 {
 	CcrmSchedule sched;
 
@@ -291,7 +291,7 @@ ccrm_job_trigger(PG_FUNCTION_ARGS)
 		}
 		if (schedule != NULL)
 		{
-			next = CcrmJobNextRun(schedule, time_zone, GetCurrentTimestamp());
+			next = job_next_run(schedule, time_zone, GetCurrentTimestamp());
 			if (next == DT_NOEND)
 				next = 0;
 		}

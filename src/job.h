@@ -16,7 +16,6 @@
 
 /* job.c */
 extern pg_tz *CcrmJobTimeZone(const char *name);
-extern TimestampTz CcrmJobNextRun(const char *schedule, const char *time_zone, TimestampTz after);
 extern void CcrmCheckParamKeys(Jsonb *params, const char *kind, const char *const *allowed);
 
 /* job_run.c */

@@ -127,8 +127,7 @@ unlock_job(CcrmRunMode *mode, int64 job_id)
 
 /* SPI as the bootstrap superuser: ccrm's own bookkeeping. */
 static int
-book_execute(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
-			 bool read_only, long count)
+book_execute(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, long count)
 {
 	Oid			save_user;
 	int			save_sec;
@@ -197,7 +196,7 @@ read_job(int64 job_id, JobRow *job, MemoryContext cxt)
 				 "       k.runner::pg_catalog.oid, j.failures"
 				 "  FROM ccrm.job j JOIN ccrm.job_kind k ON k.name OPERATOR(pg_catalog.=) j.kind"
 				 " WHERE j.id OPERATOR(pg_catalog.=) $1",
-				 1, types, args, NULL, true, 1);
+				 1, types, args, NULL, 1);
 	if (SPI_processed == 0)
 		return false;
 	tup = SPI_tuptable->vals[0];
@@ -256,7 +255,7 @@ claim_slot(JobRow *job, TimestampTz slot)
 	args[0] = Int64GetDatum(job->id);
 	args[1] = TimestampTzGetDatum(next);
 	book_execute("UPDATE ccrm.job SET next_run = $2 WHERE id OPERATOR(pg_catalog.=) $1",
-				 2, types, args, nulls, false, 0);
+				 2, types, args, nulls, 0);
 }
 
 static int64
@@ -279,7 +278,7 @@ insert_run(JobRow *job, CcrmRunTrigger trigger, TimestampTz slot, TimestampTz ac
 	args[7] = Int32GetDatum(MyProcPid);
 	book_execute("INSERT INTO ccrm.job_run (job_id, kind, group_id, trigger, scheduled_for, action_time, run_as, pid)"
 				 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-				 8, types, args, nulls, false, 0);
+				 8, types, args, nulls, 0);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
@@ -408,7 +407,7 @@ record_outcome(JobRow *job, int64 run_id, RunOutcome *out)
 	book_execute("UPDATE ccrm.job_run SET status = $2, counts = $3, error = $4, detail = $5,"
 				 "       finished_at = pg_catalog.clock_timestamp()"
 				 " WHERE id OPERATOR(pg_catalog.=) $1",
-				 5, types, args, nulls, false, 0);
+				 5, types, args, nulls, 0);
 
 	if (failed || succeeded)
 	{
@@ -431,7 +430,7 @@ record_outcome(JobRow *job, int64 run_id, RunOutcome *out)
 					 "                                   failures OPERATOR(pg_catalog.+) 1, $4)"
 					 "            ELSE inactive_reason END"
 					 " WHERE id OPERATOR(pg_catalog.=) $1",
-					 4, jtypes, jargs, jnulls, false, 0);
+					 4, jtypes, jargs, jnulls, 0);
 	}
 }
 
@@ -444,7 +443,7 @@ succeeded_since(int64 job_id, TimestampTz since)
 
 	book_execute("SELECT EXISTS (SELECT FROM ccrm.job_run WHERE job_id OPERATOR(pg_catalog.=) $1"
 				 "   AND status OPERATOR(pg_catalog.=) 'succeeded' AND started_at OPERATOR(pg_catalog.>=) $2)",
-				 2, types, args, NULL, true, 1);
+				 2, types, args, NULL, 1);
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
@@ -524,7 +523,7 @@ run_locked(CcrmRunMode *mode, int64 job_id, TimestampTz slot, CcrmRunTrigger tri
 
 		book_execute("SELECT id FROM ccrm.job WHERE after_job OPERATOR(pg_catalog.=) $1"
 					 "   AND schedule IS NULL AND active ORDER BY id",
-					 1, types, args, NULL, true, 0);
+					 1, types, args, NULL, 0);
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
 			bool		isnull;
@@ -621,7 +620,7 @@ CcrmRunDueJobs(CcrmRunMode *mode, Oid only_owner, int64 only_job)
 					 "   AND ($4 IS NULL OR id OPERATOR(pg_catalog.=) $4)"
 					 "   AND id OPERATOR(pg_catalog.<>) ALL ($3)"
 					 " ORDER BY next_run, id LIMIT 1",
-					 4, types, args, nulls, true, 1);
+					 4, types, args, nulls, 1);
 		if (SPI_processed == 0)
 			break;
 		job_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -653,7 +652,7 @@ CcrmMarkInterrupted(void)
 
 	book_execute("SELECT id, job_id FROM ccrm.job_run"
 				 " WHERE status OPERATOR(pg_catalog.=) 'running' AND job_id IS NOT NULL",
-				 0, NULL, NULL, NULL, true, 0);
+				 0, NULL, NULL, NULL, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -677,7 +676,7 @@ CcrmMarkInterrupted(void)
 					 "       error = 'the process running it ended before the run finished',"
 					 "       detail = 'The server crashed or restarted, or the backend was terminated; nothing of the run was kept.'"
 					 " WHERE id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'running'",
-					 1, types, args, NULL, false, 0);
+					 1, types, args, NULL, 0);
 		n += SPI_processed;
 	}
 	return n;
@@ -695,7 +694,7 @@ CcrmPurgeJobHistory(void)
 	book_execute("DELETE FROM ccrm.job_run WHERE status OPERATOR(pg_catalog.<>) 'running'"
 				 "   AND finished_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
 				 "       OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1))",
-				 1, types, args, NULL, false, 0);
+				 1, types, args, NULL, 0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -747,7 +746,7 @@ ccrm_run_job(PG_FUNCTION_ARGS)
 
 	args[0] = Int64GetDatum(run_id);
 	book_execute("SELECT * FROM ccrm.job_run WHERE id OPERATOR(pg_catalog.=) $1",
-				 1, types, args, NULL, true, 1);
+				 1, types, args, NULL, 1);
 	result = SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 	SPI_finish();
 	PG_RETURN_HEAPTUPLEHEADER(result);

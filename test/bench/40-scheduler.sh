@@ -73,7 +73,8 @@ c1=$(cpu_seconds "$pid")
 bench_value scheduler_idle_cpu "$(python3 -c "print('%.3f' % ($c1 - $c0))")" cpu_s_per_30s 0.05
 
 # memory: run 1,000 of them, then all 10,000, in the worker itself
-psql_bench "ALTER SYSTEM SET ccrm.max_parallel_jobs = 0; SELECT pg_reload_conf();" >/dev/null
+psql_bench "ALTER SYSTEM SET ccrm.max_parallel_jobs = 0" >/dev/null
+psql_bench "SELECT pg_reload_conf()" >/dev/null
 sleep 1
 psql_bench "UPDATE ccrm.job SET next_run = now() WHERE name IN (SELECT 'idle ' || i FROM generate_series(1, 1000) i)" >/dev/null
 wait_runs 1000
@@ -86,6 +87,7 @@ m1=$(memory_bytes "$pid")
 echo "worker memory after 1,000 runs: $m0 bytes; after 11,000 runs: $m1 bytes; 10,000 runs took $secs s"
 bench_value scheduler_memory_growth "$(python3 -c "print('%.3f' % ($m1 / $m0))")" after_over_before 1.10
 
-psql_bench "ALTER SYSTEM RESET ccrm.max_parallel_jobs; SELECT pg_reload_conf();
+psql_bench "ALTER SYSTEM RESET ccrm.max_parallel_jobs" >/dev/null
+psql_bench "SELECT pg_reload_conf();
             DELETE FROM ccrm.job; DELETE FROM ccrm.job_run; DELETE FROM ccrm.job_kind WHERE name = 'bench_noop';
             DROP FUNCTION public.bench_noop(bigint,bigint,bigint,jsonb,timestamptz,text);" >/dev/null
