@@ -57,6 +57,8 @@ int			ccrm_job_history_retention = 30 * SECS_PER_DAY;
 #define MAX_SLEEP_MS 60000
 /* how often a due job that is running elsewhere is looked at again */
 #define BUSY_POLL_MS 1000
+/* how often old runs are purged (ccrm.job_history_retention) */
+#define PURGE_EVERY_MS (3600 * 1000)
 
 typedef struct SchedulerShared
 {
@@ -84,6 +86,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_at_commit = false;
 
 static InFlight *inflight = NULL;
+static TimestampTz last_purge = 0;
 static int	ninflight = 0;
 
 /* ---------------------------------------------------------------------- */
@@ -277,8 +280,12 @@ scheduler_pass(bool *first)
 		if (n > 0)
 			ereport(LOG,
 					(errmsg("ccrm scheduler marked %d run%s interrupted", n, n == 1 ? "" : "s")));
-		CcrmPurgeJobHistory();
 		*first = false;
+	}
+	if (TimestampDifferenceExceeds(last_purge, GetCurrentTimestamp(), PURGE_EVERY_MS))
+	{
+		CcrmPurgeJobHistory();
+		last_purge = GetCurrentTimestamp();
 	}
 
 	for (;;)
