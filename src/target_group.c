@@ -492,6 +492,21 @@ ccrm_drop_target_group(PG_FUNCTION_ARGS)
 				 errdetail("Groups using it through in_group: %s.", users),
 				 errhint("Change or drop those groups first.")));
 	values[0] = Int64GetDatum(g->id);
+	/* scheduled jobs on it (ccrm.job exists from 0.3.0 on) */
+	if (SPI_execute("SELECT pg_catalog.to_regclass('ccrm.job') IS NOT NULL", true, 1) == SPI_OK_SELECT &&
+		strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
+	{
+		spi_exec("SELECT pg_catalog.string_agg(pg_catalog.quote_literal(name), ', ' ORDER BY name)"
+				 "  FROM ccrm.job WHERE group_id OPERATOR(pg_catalog.=) $1",
+				 1, types, values, SPI_OK_SELECT);
+		users = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (users)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("target group \"%s\" has scheduled jobs", g->name),
+					 errdetail("Jobs on it: %s.", users),
+					 errhint("Delete them or move them to another group first (ccrm.delete_job, ccrm.alter_job).")));
+	}
 	spi_exec("DELETE FROM ccrm.target_group WHERE id OPERATOR(pg_catalog.=) $1",
 			 1, types, values, SPI_OK_DELETE);
 	SPI_finish();
