@@ -145,4 +145,98 @@ INSERT INTO ccrm.job_kind (name, runner, validator, needs_group, builtin, descri
 
 SELECT pg_catalog.pg_extension_config_dump('ccrm.formula', '');
 SELECT pg_catalog.pg_extension_config_dump('ccrm.formula_id_seq', '');
+/* ------------------------------------------------------------------------
+ * tool.c — module tools: registered functions run with a group's members
+ * ------------------------------------------------------------------------ */
+CREATE TABLE ccrm.tool (
+    name          text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]*$'),
+    entity        text REFERENCES ccrm.entity ON UPDATE CASCADE ON DELETE CASCADE,
+    function      regprocedure NOT NULL,
+    description   text,
+    owner         name NOT NULL DEFAULT CURRENT_USER,
+    builtin       boolean NOT NULL DEFAULT false,
+    registered_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE ccrm.tool IS
+    'Module tools: function(member_ids bigint[], params jsonb) returning a count, for one entity (NULL: any)';
+GRANT SELECT ON ccrm.tool TO PUBLIC;
+
+CREATE FUNCTION ccrm.register_tool(name text, entity text, function regprocedure, description text DEFAULT NULL)
+    RETURNS void
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'ccrm_register_tool';
+COMMENT ON FUNCTION ccrm.register_tool(text, text, regprocedure, text) IS
+    'register a function (member_ids bigint[], params jsonb) RETURNS bigint as a tool (its owner or a superuser only)';
+CREATE FUNCTION ccrm.unregister_tool(name text) RETURNS void
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'ccrm_unregister_tool';
+CREATE FUNCTION ccrm.run_tool("group" text, tool text, params jsonb DEFAULT '{}') RETURNS bigint
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'ccrm_run_tool';
+COMMENT ON FUNCTION ccrm.run_tool(text, text, jsonb) IS
+    'call a tool with the group''s members, with your privileges; returns the run (ccrm.job_run.id)';
+
+CREATE FUNCTION ccrm.job_run_tool(job_id bigint, run_id bigint, group_id bigint, params jsonb,
+    action_time timestamptz, time_zone text) RETURNS jsonb
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'ccrm_job_run_tool';
+CREATE FUNCTION ccrm.job_check_tool(group_id bigint, params jsonb) RETURNS jsonb
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'ccrm_job_check_tool';
+
+INSERT INTO ccrm.job_kind (name, runner, validator, needs_group, builtin, description) VALUES
+    ('run_tool',
+     'ccrm.job_run_tool(bigint, bigint, bigint, jsonb, timestamptz, text)',
+     'ccrm.job_check_tool(bigint, jsonb)', true, true,
+     'call a module tool with the members: {"tool": "name", "params": {...}}');
+
+/* Built-in tools */
+CREATE FUNCTION ccrm.tool_set_owner(entity text, member_ids bigint[], params jsonb) RETURNS bigint
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'ccrm_tool_set_owner';
+CREATE FUNCTION ccrm.tool_create_task(entity text, member_ids bigint[], params jsonb) RETURNS bigint
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'ccrm_tool_create_task';
+CREATE FUNCTION ccrm.tool_contact_set_owner(member_ids bigint[], params jsonb) RETURNS bigint
+    LANGUAGE sql VOLATILE
+    BEGIN ATOMIC SELECT ccrm.tool_set_owner('contact', tool_contact_set_owner.member_ids, tool_contact_set_owner.params); END;
+CREATE FUNCTION ccrm.tool_account_set_owner(member_ids bigint[], params jsonb) RETURNS bigint
+    LANGUAGE sql VOLATILE
+    BEGIN ATOMIC SELECT ccrm.tool_set_owner('account', tool_account_set_owner.member_ids, tool_account_set_owner.params); END;
+CREATE FUNCTION ccrm.tool_lead_set_owner(member_ids bigint[], params jsonb) RETURNS bigint
+    LANGUAGE sql VOLATILE
+    BEGIN ATOMIC SELECT ccrm.tool_set_owner('lead', tool_lead_set_owner.member_ids, tool_lead_set_owner.params); END;
+CREATE FUNCTION ccrm.tool_contact_create_task(member_ids bigint[], params jsonb) RETURNS bigint
+    LANGUAGE sql VOLATILE
+    BEGIN ATOMIC SELECT ccrm.tool_create_task('contact', tool_contact_create_task.member_ids, tool_contact_create_task.params); END;
+CREATE FUNCTION ccrm.tool_account_create_task(member_ids bigint[], params jsonb) RETURNS bigint
+    LANGUAGE sql VOLATILE
+    BEGIN ATOMIC SELECT ccrm.tool_create_task('account', tool_account_create_task.member_ids, tool_account_create_task.params); END;
+CREATE FUNCTION ccrm.tool_lead_create_task(member_ids bigint[], params jsonb) RETURNS bigint
+    LANGUAGE sql VOLATILE
+    BEGIN ATOMIC SELECT ccrm.tool_create_task('lead', tool_lead_create_task.member_ids, tool_lead_create_task.params); END;
+CREATE FUNCTION ccrm.tool_add_to_group(member_ids bigint[], params jsonb) RETURNS bigint
+    LANGUAGE sql VOLATILE
+    BEGIN ATOMIC
+        SELECT ccrm.include_in_group(COALESCE(tool_add_to_group.params OPERATOR(pg_catalog.->>) 'group', ''),
+                                     tool_add_to_group.member_ids);
+    END;
+
+INSERT INTO ccrm.tool (name, entity, function, description, owner, builtin) VALUES
+    ('contact_set_owner', 'contact', 'ccrm.tool_contact_set_owner(bigint[], jsonb)',
+     'make a user the owner of the contacts: {"owner": username or id}', CURRENT_USER, true),
+    ('account_set_owner', 'account', 'ccrm.tool_account_set_owner(bigint[], jsonb)',
+     'make a user the owner of the accounts: {"owner": username or id}', CURRENT_USER, true),
+    ('lead_set_owner', 'lead', 'ccrm.tool_lead_set_owner(bigint[], jsonb)',
+     'make a user the owner of the leads: {"owner": username or id}', CURRENT_USER, true),
+    ('contact_create_task', 'contact', 'ccrm.tool_contact_create_task(bigint[], jsonb)',
+     'a task per contact: {"subject", "description", "user" (default: the owner), "due_in_days", "priority"}', CURRENT_USER, true),
+    ('account_create_task', 'account', 'ccrm.tool_account_create_task(bigint[], jsonb)',
+     'a task per account: {"subject", "description", "user" (default: the owner), "due_in_days", "priority"}', CURRENT_USER, true),
+    ('lead_create_task', 'lead', 'ccrm.tool_lead_create_task(bigint[], jsonb)',
+     'a task per lead: {"subject", "description", "user" (default: the owner), "due_in_days", "priority"}', CURRENT_USER, true),
+    ('add_to_group', NULL, 'ccrm.tool_add_to_group(bigint[], jsonb)',
+     'include the members in another group of the same entity for good: {"group": name}', CURRENT_USER, true);
+
+SELECT pg_catalog.pg_extension_config_dump('ccrm.tool', 'WHERE NOT builtin');
 SELECT pg_catalog.pg_extension_config_dump('ccrm.run_audit', '');
