@@ -30,8 +30,8 @@ BASE="UPDATE ccrm.contact c
 
 base=$(time_sql "$BASE" "" "$RESET")
 ccrm=$(time_sql "SELECT ccrm.mass_update('bench mass', 'contact', '$SET', audit => false);" "" "$RESET")
-n=$(psql_bench "SELECT counts->'updated'->>'contact' FROM ccrm.job_run
-                 WHERE id = (SELECT ccrm.mass_update('bench mass', 'contact', '$SET', audit => false))")
+run=$(psql_bench "SELECT ccrm.mass_update('bench mass', 'contact', '$SET', audit => false)")
+n=$(psql_bench "SELECT counts->'updated'->>'contact' FROM ccrm.job_run WHERE id = $run")
 say "ccrm updated $n contacts"
 reset
 bench_line mass_update "$ccrm" "$base" 1.1
