@@ -19,10 +19,11 @@
  *	  Updates.  Members are read in key order through a cursor and handled
  *	  in batches of ccrm.mass_update_batch_size keys.  Each batch is ONE
  *	  statement per entity, so it is all-or-none on its own: with audit it
- *	  locks the rows whose values would change (FOR UPDATE, so the old
- *	  values are the latest committed ones), updates them, and inserts
- *	  their old and new values into ccrm.run_audit, in one data-modifying
- *	  WITH; without audit it is a plain UPDATE.  Rows that already hold the
+ *	  updates the rows whose values would change, reading their old values
+ *	  from the same row version (a TID self-join), and inserts old and new
+ *	  values into ccrm.run_audit, in one data-modifying WITH; without audit
+ *	  it is a plain UPDATE.  The plan is generic (keys are a parameter), so
+ *	  every batch walks the key index, never the whole table.  Rows that already hold the
  *	  new values are not touched (IS DISTINCT FROM), so a re-run changes
  *	  nothing and audits nothing.  Triggers on the tables fire as usual.
  *	  The whole run is the caller's transaction: killed mid-way, none of it
@@ -295,11 +296,11 @@ CcrmRunFinishDirect(CcrmRun *run, Jsonb *counts)
 
 /* A field's value as JSON, for the audit. */
 static char *
-field_json_sql(const CcrmField *f)
+field_json_sql(const CcrmField *f, const char *alias)
 {
 	if (f->is_custom)
-		return psprintf("(t.attrs OPERATOR(pg_catalog.->) %s)", quote_literal_cstr(f->name));
-	return psprintf("pg_catalog.to_jsonb(t.%s)", quote_identifier(f->name));
+		return psprintf("(%s.attrs OPERATOR(pg_catalog.->) %s)", alias, quote_literal_cstr(f->name));
+	return psprintf("pg_catalog.to_jsonb(%s.%s)", alias, quote_identifier(f->name));
 }
 
 /*
@@ -313,7 +314,7 @@ update_sql(CcrmUpdate *upd, bool audit)
 	StringInfoData set;
 	StringInfoData custom;
 	StringInfoData olds;
-	StringInfoData news;
+	StringInfoData olds_o;
 	StringInfoData cur;
 	StringInfoData val;
 	StringInfoData sql;
@@ -323,7 +324,7 @@ update_sql(CcrmUpdate *upd, bool audit)
 	initStringInfo(&set);
 	initStringInfo(&custom);
 	initStringInfo(&olds);
-	initStringInfo(&news);
+	initStringInfo(&olds_o);
 	initStringInfo(&cur);
 	initStringInfo(&val);
 	foreach(lc, upd->assigns)
@@ -338,7 +339,8 @@ update_sql(CcrmUpdate *upd, bool audit)
 		else
 			appendStringInfo(&set, "%s%s = %s", set.len ? ", " : "",
 							 quote_identifier(f->name), a->value_sql);
-		appendStringInfo(&olds, "%s%s, %s", sep, quote_literal_cstr(f->name), field_json_sql(f));
+		appendStringInfo(&olds, "%s%s, %s", sep, quote_literal_cstr(f->name), field_json_sql(f, "t"));
+		appendStringInfo(&olds_o, "%s%s, %s", sep, quote_literal_cstr(f->name), field_json_sql(f, "o"));
 		appendStringInfo(&cur, "%s%s", sep, CcrmFieldSql(ent, f, "t"));
 		appendStringInfo(&val, "%s%s", sep, a->value_sql);
 	}
@@ -356,21 +358,25 @@ update_sql(CcrmUpdate *upd, bool audit)
 						 ent->qualname, set.data, key, upd->key_sql, cur.data, val.data);
 		return sql.data;
 	}
+	/*
+	 * The old values come from the same row version through a TID self-join
+	 * (o): no second index lookup, no materialised CTE.  Should another
+	 * transaction update a row while its batch runs, the re-check after the
+	 * wait sees a new ctid and leaves that row alone (neither changed nor
+	 * audited), so the audit never holds a wrong old value.
+	 */
 	appendStringInfo(&sql,
-					 "WITH o AS ("
-					 "  SELECT t.ctid AS tid, t.%s::pg_catalog.int8 AS k,"
-					 "         pg_catalog.jsonb_build_object(%s) AS old"
-					 "    FROM %s t"
+					 "WITH u AS ("
+					 "  UPDATE %s t SET %s FROM %s o"
 					 "   WHERE t.%s OPERATOR(pg_catalog.=) ANY (%s)"
+					 "     AND o.ctid OPERATOR(pg_catalog.=) t.ctid"
 					 "     AND ROW(%s) IS DISTINCT FROM ROW(%s)"
-					 "     FOR NO KEY UPDATE OF t),"
-					 " u AS ("
-					 "  UPDATE %s t SET %s FROM o WHERE t.ctid OPERATOR(pg_catalog.=) o.tid"
-					 "  RETURNING o.k, o.old, pg_catalog.jsonb_build_object(%s) AS new)"
+					 "  RETURNING t.%s::pg_catalog.int8 AS k, pg_catalog.jsonb_build_object(%s) AS old,"
+					 "            pg_catalog.jsonb_build_object(%s) AS new)"
 					 " INSERT INTO ccrm.run_audit (run_id, step, entity, record_id, old_values, new_values)"
 					 " SELECT $2, %d, $3, u.k, u.old, u.new FROM u",
-					 key, olds.data, ent->qualname, key, upd->key_sql, cur.data, val.data,
-					 ent->qualname, set.data, olds.data, upd->step);
+					 ent->qualname, set.data, ent->qualname, key, upd->key_sql, cur.data, val.data,
+					 key, olds_o.data, olds.data, upd->step);
 	return sql.data;
 }
 
@@ -421,7 +427,7 @@ CcrmRunUpdate(CcrmRun *run, CcrmGroup *group, CcrmUpdate *upd, bool audit)
 	values[1] = Int64GetDatum(run->id);
 	values[2] = CStringGetTextDatum(upd->target->name);
 
-	plan = SPI_prepare(update_sql(upd, audit), nargs, types);
+	plan = SPI_prepare_cursor(update_sql(upd, audit), nargs, types, CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the update of %s: %s", upd->target->name,
 			 SPI_result_code_string(SPI_result));
