@@ -313,6 +313,20 @@ check_walker(Node *node, FormulaCheck *fc)
 	return expression_tree_walker(node, check_walker, (void *) fc);
 }
 
+/* Error positions point into the formula, not into the statement that holds it. */
+static void
+formula_errcontext(void *arg)
+{
+	int			pos = geterrposition();
+
+	if (pos > 0)
+	{
+		errposition(0);
+		internalerrposition(pos);
+		internalerrquery((const char *) arg);
+	}
+}
+
 /*
  * Check a formula expression over an entity; with target, that its value
  * fits the field.  Returns the SQL that computes it over alias "t" (cast to
@@ -330,10 +344,15 @@ formula_sql(const CcrmEntity *ent, const char *expression, const CcrmField *targ
 	Node	   *expr;
 	Oid			type;
 	char	   *sql;
+	ErrorContextCallback errcb;
 
 	memset(&fc, 0, sizeof(fc));
 	fc.ent = ent;
 	fc.what = what;
+	errcb.callback = formula_errcontext;
+	errcb.arg = (void *) expression;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
 
 	if (expression[strspn(expression, " \t\r\n")] == '\0')
 		formula_error(&fc, -1, "the expression is empty", "Write a SQL expression such as upper(lastname).");
@@ -382,6 +401,7 @@ formula_sql(const CcrmEntity *ent, const char *expression, const CcrmField *targ
 	assign_expr_collations(fc.pstate, expr);
 	(void) check_walker(expr, &fc);
 
+	error_context_stack = errcb.previous;
 	sql = deparse_expression(expr, deparse_context_for("t", ent->relid), true, true);
 	table_close(rel, NoLock);
 	free_parsestate(fc.pstate);
