@@ -12,6 +12,7 @@ SELECT * FROM ccrm.refresh_target_group('Helsinki');
 ALTER EXTENSION ccrm UPDATE;
 SELECT extversion = default_version AS at_current_version
   FROM pg_extension, pg_available_extensions WHERE extname = 'ccrm' AND name = 'ccrm';
+SELECT name, builtin FROM ccrm.job_kind ORDER BY name;
 -- the data is still there and still works
 SELECT ccrm.get_setting('time_zone');
 SELECT id, firstname, attrs FROM ccrm.contact ORDER BY id;

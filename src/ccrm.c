@@ -21,5 +21,6 @@ void
 _PG_init(void)
 {
 	CcrmSchedulerInit();
+	CcrmActionInit();
 	MarkGUCPrefixReserved("ccrm");
 }

@@ -29,6 +29,9 @@
  */
 #define CcrmRestoring() (!check_function_bodies)
 
+/* action_run.c: GUCs of mass updates, formulas and their audit */
+extern void CcrmActionInit(void);
+
 /* sqlutil.c */
 extern char *CcrmQualifiedRelName(Oid relid);
 extern char *CcrmQualifiedTypeName(Oid typid, int32 typmod);

@@ -682,13 +682,20 @@ CcrmMarkInterrupted(void)
 	return n;
 }
 
-/* Delete finished runs older than ccrm.job_history_retention. */
+/*
+ * Delete finished runs older than ccrm.job_history_retention, and audit
+ * older than ccrm.audit_retention (ccrm.purge_audit, from 0.4.0 on).
+ */
 void
 CcrmPurgeJobHistory(void)
 {
 	Oid			types[1] = {INT4OID};
 	Datum		args[1] = {Int32GetDatum(ccrm_job_history_retention)};
 
+	book_execute("SELECT pg_catalog.to_regprocedure('ccrm.purge_audit(interval)') IS NOT NULL",
+				 0, NULL, NULL, NULL, 1);
+	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
+		book_execute("SELECT ccrm.purge_audit()", 0, NULL, NULL, NULL, 0);
 	if (ccrm_job_history_retention <= 0)
 		return;
 	book_execute("DELETE FROM ccrm.job_run WHERE status OPERATOR(pg_catalog.<>) 'running'"

@@ -1,0 +1,614 @@
+/*-------------------------------------------------------------------------
+ *
+ * tool.c
+ *	  Module tools (seed: "Aja moduulityökalu kohderyhmälle"): functions
+ *	  registered under a name that do something with the members of a
+ *	  target group, run from SQL (ccrm.run_tool) or by the job kind
+ *	  run_tool.
+ *
+ *	  A tool is a function f(member_ids bigint[], params jsonb) returning a
+ *	  count (bigint or integer), registered for one entity or for any.
+ *	  Registering: only the function's owner or a superuser may register
+ *	  it (whoever can register a function decides what it does); security
+ *	  definer functions are refused, because a tool runs with the
+ *	  privileges of whoever runs it — the caller of ccrm.run_tool, or the
+ *	  job's owner — and is called through SQL, so EXECUTE privilege and
+ *	  every table privilege are checked as usual.
+ *
+ *	  ccrm.tool is written as the owner of ccrm's catalog (ordinary roles
+ *	  only read it); the checks above happen first, as the caller.
+ *
+ *	  Built-in tools (for what ccrm does already): <entity>_set_owner
+ *	  {"owner": username or id} and <entity>_create_task {"subject",
+ *	  "description", "user", "due_in_days", "priority"} for contacts,
+ *	  accounts and leads, and add_to_group {"group": name} for any entity.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ccrm.h"
+#include "action_run.h"
+#include "target_group.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+
+PG_FUNCTION_INFO_V1(ccrm_register_tool);
+PG_FUNCTION_INFO_V1(ccrm_unregister_tool);
+PG_FUNCTION_INFO_V1(ccrm_run_tool);
+PG_FUNCTION_INFO_V1(ccrm_job_run_tool);
+PG_FUNCTION_INFO_V1(ccrm_job_check_tool);
+PG_FUNCTION_INFO_V1(ccrm_tool_set_owner);
+PG_FUNCTION_INFO_V1(ccrm_tool_create_task);
+
+typedef struct Tool
+{
+	char	   *name;
+	char	   *entity;			/* NULL: any */
+	Oid			funcid;
+	char	   *call;			/* "schema"."function" */
+} Tool;
+
+/* Run one statement on ccrm.tool as the catalog's owner. */
+static void
+exec_as_owner(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expect)
+{
+	Oid			save_user;
+	int			save_sec;
+	int			ret;
+
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(CcrmCatalogOwner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	SetUserIdAndSecContext(save_user, save_sec);
+	if (ret != expect)
+		elog(ERROR, "could not write ccrm.tool: %s", SPI_result_code_string(ret));
+}
+
+static char *
+tool_names(void)
+{
+	char	   *names;
+
+	if (SPI_execute("SELECT pg_catalog.string_agg(name, ', ' ORDER BY name) FROM ccrm.tool", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read ccrm.tool");
+	names = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	return names ? names : "(none)";
+}
+
+/* A tool by name, its function checked to still exist; SPI connected. */
+static Tool *
+tool_lookup(const char *name)
+{
+	Tool	   *t = palloc0(sizeof(Tool));
+	Oid			type = TEXTOID;
+	Datum		arg = CStringGetTextDatum(name);
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT name, entity, function::pg_catalog.oid FROM ccrm.tool"
+							  " WHERE name OPERATOR(pg_catalog.=) $1",
+							  1, &type, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read ccrm.tool");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("tool \"%s\" does not exist", name),
+				 errhint("Registered tools: %s.", tool_names())));
+	t->name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	t->entity = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	t->funcid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	if (get_func_name(t->funcid) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("the function of tool \"%s\" no longer exists", name),
+				 errhint("Unregister the tool with ccrm.unregister_tool('%s') and register it again.", name)));
+	t->call = quote_qualified_identifier(get_namespace_name(get_func_namespace(t->funcid)),
+										 get_func_name(t->funcid));
+	return t;
+}
+
+/* The tool fits the group's entity and the role may execute it. */
+static void
+check_tool_for_group(Tool *t, CcrmGroup *group)
+{
+	if (t->entity && strcmp(t->entity, group->entity->name) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("tool \"%s\" works on %s, and group \"%s\" is a group of %s",
+						t->name, t->entity, group->name, group->entity->name),
+				 errhint("Choose a tool registered for %s or for any entity.", group->entity->name)));
+	if (pg_proc_aclcheck(t->funcid, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to run tool \"%s\"", t->name),
+				 errdetail("%s may not execute %s.", GetUserNameFromId(GetUserId(), false),
+						   format_procedure(t->funcid)),
+				 errhint("A tool runs with the privileges of whoever runs it; grant EXECUTE on the function.")));
+}
+
+/*
+ * ccrm.register_tool(name text, entity text, function regprocedure,
+ * description text)
+ */
+Datum
+ccrm_register_tool(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	Oid			funcid;
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	char	   *sig;
+	Oid			types[5] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, NAMEOID};
+	Datum		values[5];
+	char		nulls[6] = "     ";
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("name and function of a tool must not be null")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	funcid = PG_GETARG_OID(2);
+	if (strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(name) ||
+		name[0] < 'a' || name[0] > 'z')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid tool name \"%s\"", name),
+				 errhint("A tool name starts with a lower-case letter and has only lower-case letters, digits and underscores.")));
+	if (!PG_ARGISNULL(1))
+		(void) CcrmEntityLookup(text_to_cstring(PG_GETARG_TEXT_PP(1)), false);
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function with OID %u does not exist", funcid)));
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	sig = format_procedure(funcid);
+	if (!pg_proc_ownercheck(funcid, GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only the owner of function %s or a superuser may register it as a tool", sig),
+				 errhint("Ask the owner of the function to register it.")));
+	if (proc->prokind != PROKIND_FUNCTION || proc->proretset || proc->pronargs != 2 ||
+		proc->proargtypes.values[0] != INT8ARRAYOID || proc->proargtypes.values[1] != JSONBOID ||
+		(proc->prorettype != INT8OID && proc->prorettype != INT4OID))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("function %s cannot be a tool", sig),
+				 errdetail("A tool is a function (member_ids bigint[], params jsonb) that returns a count, bigint or integer."),
+				 errhint("Write it as CREATE FUNCTION my_tool(member_ids bigint[], params jsonb) RETURNS bigint ...")));
+	if (proc->prosecdef)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("function %s cannot be a tool: it is SECURITY DEFINER", sig),
+				 errhint("A tool runs with the privileges of whoever runs it; make the function SECURITY INVOKER.")));
+	ReleaseSysCache(tup);
+
+	SPI_connect();
+	values[0] = CStringGetTextDatum(name);
+	if (SPI_execute_with_args("SELECT 1 FROM ccrm.tool WHERE name OPERATOR(pg_catalog.=) $1",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read ccrm.tool");
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("tool \"%s\" already exists", name),
+				 errhint("Choose another name, or unregister the tool first with ccrm.unregister_tool('%s').", name)));
+	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
+	values[2] = ObjectIdGetDatum(funcid);
+	values[3] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
+	nulls[3] = PG_ARGISNULL(3) ? 'n' : ' ';
+	values[4] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	exec_as_owner("INSERT INTO ccrm.tool (name, entity, function, description, owner)"
+				  " VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regprocedure, $4, $5)",
+				  5, types, values, nulls, SPI_OK_INSERT);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* ccrm.unregister_tool(name text): its registrant or a superuser; not built-ins. */
+Datum
+ccrm_unregister_tool(PG_FUNCTION_ARGS)
+{
+	Oid			type = TEXTOID;
+	Datum		arg = PG_GETARG_DATUM(0);
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	bool		isnull;
+	char	   *owner;
+
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT owner, builtin FROM ccrm.tool WHERE name OPERATOR(pg_catalog.=) $1",
+							  1, &type, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read ccrm.tool");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("tool \"%s\" does not exist", name),
+				 errhint("Registered tools: %s.", tool_names())));
+	owner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("built-in tool \"%s\" cannot be unregistered", name)));
+	if (!superuser() && strcmp(owner, GetUserNameFromId(GetUserId(), false)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only %s, who registered tool \"%s\", or a superuser may unregister it", owner, name)));
+	exec_as_owner("DELETE FROM ccrm.tool WHERE name OPERATOR(pg_catalog.=) $1", 1, &type, &arg, NULL,
+				  SPI_OK_DELETE);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* Call a tool with the members of the group; returns the counts.  SPI connected. */
+static Jsonb *
+call_tool(CcrmRun *run, CcrmGroup *group, Tool *t, Jsonb *params)
+{
+	Oid			types[2] = {INT8OID, JSONBOID};
+	Datum		args[2];
+	char	   *sql;
+	bool		isnull;
+	Datum		d;
+	int64		result;
+	StringInfoData counts;
+
+	check_tool_for_group(t, group);
+	args[0] = Int64GetDatum(group->id);
+	args[1] = JsonbPGetDatum(params);
+	sql = psprintf("SELECT %s(ARRAY(SELECT m.member_id FROM ccrm.target_group_membership m"
+				   " WHERE m.group_id OPERATOR(pg_catalog.=) $1 AND m.left_at IS NULL ORDER BY m.member_id),"
+				   " $2)::pg_catalog.int8", t->call);
+	if (SPI_execute_with_args(sql, 2, types, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not run tool \"%s\"", t->name);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	result = isnull ? 0 : DatumGetInt64(d);
+	initStringInfo(&counts);
+	appendStringInfoString(&counts, "{\"tool\": ");
+	escape_json(&counts, t->name);
+	appendStringInfo(&counts, ", \"members\": " INT64_FORMAT ", \"result\": " INT64_FORMAT "}",
+					 group->member_count, result);
+	return CcrmJsonbFromCString(counts.data);
+}
+
+static Jsonb *
+empty_object(void)
+{
+	return CcrmJsonbFromCString("{}");
+}
+
+/* ccrm.run_tool(group text, tool text, params jsonb) → run id */
+Datum
+ccrm_run_tool(PG_FUNCTION_ARGS)
+{
+	int64		group_id;
+	CcrmGroup  *group;
+	CcrmRun    *run;
+	Tool	   *t;
+	Jsonb	   *params;
+	Jsonb	   *counts;
+	int64		run_id;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("group and tool must not be null")));
+	params = PG_ARGISNULL(2) ? empty_object() : PG_GETARG_JSONB_P(2);
+	if (!JB_ROOT_IS_OBJECT(params) || JB_ROOT_IS_SCALAR(params))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("parameters of a tool must be a JSON object")));
+	group_id = CcrmGroupIdByName(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	SPI_connect();
+	group = CcrmGroupLoad(group_id);
+	t = tool_lookup(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	check_tool_for_group(t, group);
+	run = CcrmRunBeginDirect("run_tool", group_id, psprintf("tool %s", t->name));
+	counts = call_tool(run, group, t, params);
+	CcrmRunFinishDirect(run, counts);
+	run_id = run->id;
+	SPI_finish();
+	PG_RETURN_INT64(run_id);
+}
+
+/* Parameters of a run_tool job: {"tool": name, "params": {...}}. */
+static Tool *
+parse_job_params(Jsonb *params, Jsonb **tool_params)
+{
+	JsonbValue *name;
+	JsonbValue *p;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (params == NULL || !JB_ROOT_IS_OBJECT(params) || JB_ROOT_IS_SCALAR(params))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("parameters of a run_tool job must be a JSON object"),
+				 errhint("Write {\"tool\": \"name\", \"params\": {...}}.")));
+	it = JsonbIteratorInit(&params->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok != WJB_KEY)
+			continue;
+		if (!(v.val.string.len == 4 && strncmp(v.val.string.val, "tool", 4) == 0) &&
+			!(v.val.string.len == 6 && strncmp(v.val.string.val, "params", 6) == 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown parameter \"%s\" of a run_tool job", pnstrdup(v.val.string.val, v.val.string.len)),
+					 errhint("Parameters of a run_tool job are: tool, params.")));
+		(void) JsonbIteratorNext(&it, &v, true);
+	}
+	name = CcrmJsonbGet(params, "tool");
+	if (name == NULL || name->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a run_tool job needs \"tool\": the name of a registered tool"),
+				 errhint("Registered tools: %s.", tool_names())));
+	p = CcrmJsonbGet(params, "params");
+	if (p == NULL || p->type == jbvNull)
+		*tool_params = empty_object();
+	else if (p->type != jbvBinary || !JsonContainerIsObject(p->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"params\" of a run_tool job must be a JSON object")));
+	else
+		*tool_params = JsonbValueToJsonb(p);
+	return tool_lookup(pnstrdup(name->val.string.val, name->val.string.len));
+}
+
+/* Runner of job kind run_tool. */
+Datum
+ccrm_job_run_tool(PG_FUNCTION_ARGS)
+{
+	CcrmRun    *run;
+	CcrmGroup  *group;
+	Tool	   *t;
+	Jsonb	   *tool_params;
+	Datum		result;
+
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("a run_tool job needs a run, a target group and an action time")));
+	run = CcrmRunForJob(PG_GETARG_INT64(1), PG_GETARG_INT64(2), PG_GETARG_TIMESTAMPTZ(4),
+						PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5)));
+	SPI_connect();
+	t = parse_job_params(PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), &tool_params);
+	group = CcrmGroupLoad(run->group_id);
+	result = SPI_datumTransfer(JsonbPGetDatum(call_tool(run, group, t, tool_params)), false, -1);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/* Validator of job kind run_tool. */
+Datum
+ccrm_job_check_tool(PG_FUNCTION_ARGS)
+{
+	CcrmGroup  *group;
+	Tool	   *t;
+	Jsonb	   *tool_params;
+	StringInfoData buf;
+	Datum		result;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a run_tool job needs a target group"),
+				 errhint("Give the job the group whose members the tool gets.")));
+	SPI_connect();
+	t = parse_job_params(PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1), &tool_params);
+	group = CcrmGroupLoad(PG_GETARG_INT64(0));
+	check_tool_for_group(t, group);
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"tool\": ");
+	escape_json(&buf, t->name);
+	appendStringInfo(&buf, ", \"params\": %s}", JsonbToCString(NULL, &tool_params->root, VARSIZE(tool_params)));
+	result = SPI_datumTransfer(JsonbPGetDatum(CcrmJsonbFromCString(buf.data)), false, -1);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/* ----------------------------------------------------------------
+ * Built-in tools
+ * ---------------------------------------------------------------- */
+
+static char *
+param_text(Jsonb *params, const char *key)
+{
+	JsonbValue *v = CcrmJsonbGet(params, key);
+
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type == jbvString)
+		return pnstrdup(v->val.string.val, v->val.string.len);
+	if (v->type == jbvNumeric)
+		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("tool parameter \"%s\" must be a string or a number", key)));
+	return NULL;
+}
+
+/* An active user by username or id (params[key]); SPI connected. */
+static int64
+param_user(Jsonb *params, const char *key, bool required, const char *tool)
+{
+	char	   *who = param_text(params, key);
+	Oid			type = TEXTOID;
+	Datum		arg;
+	bool		isnull;
+
+	if (who == NULL)
+	{
+		if (required)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("tool %s needs \"%s\": a username or user id", tool, key)));
+		return 0;
+	}
+	arg = CStringGetTextDatum(who);
+	if (SPI_execute_with_args("SELECT id FROM ccrm.crm_user WHERE active AND (username OPERATOR(pg_catalog.=) $1"
+							  " OR id::pg_catalog.text OPERATOR(pg_catalog.=) $1)",
+							  1, &type, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read ccrm.crm_user");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+				 errmsg("tool %s: no active user \"%s\"", tool, who),
+				 errhint("Give the username or id of an active row of ccrm.crm_user.")));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+static void
+check_params(Jsonb *params, const char *tool, const char *const *keys, int nkeys)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (!JB_ROOT_IS_OBJECT(params) || JB_ROOT_IS_SCALAR(params))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("parameters of tool %s must be a JSON object", tool)));
+	it = JsonbIteratorInit(&params->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		bool		ok = false;
+		List	   *names = NIL;
+
+		if (tok != WJB_KEY)
+			continue;
+		for (int i = 0; i < nkeys; i++)
+		{
+			names = lappend(names, (char *) keys[i]);
+			if (strlen(keys[i]) == v.val.string.len && strncmp(keys[i], v.val.string.val, v.val.string.len) == 0)
+				ok = true;
+		}
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown parameter \"%s\" of tool %s", pnstrdup(v.val.string.val, v.val.string.len), tool),
+					 errhint("Parameters of %s: %s.", tool, CcrmJoinNames(names))));
+		(void) JsonbIteratorNext(&it, &v, true);
+	}
+}
+
+/* ccrm.tool_set_owner(entity text, member_ids bigint[], params jsonb): {"owner": user} */
+Datum
+ccrm_tool_set_owner(PG_FUNCTION_ARGS)
+{
+	static const char *const keys[] = {"owner"};
+	char	   *entity = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Jsonb	   *params = PG_GETARG_JSONB_P(2);
+	CcrmEntity *ent = CcrmEntityLookup(entity, false);
+	const char *tool = psprintf("%s_set_owner", entity);
+	Oid			types[2] = {INT8ARRAYOID, INT8OID};
+	Datum		args[2];
+	int64		n;
+	int			nestlevel;
+
+	if (ent->owner_column == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("entity %s has no owner", entity)));
+	check_params(params, tool, keys, lengthof(keys));
+	SPI_connect();
+	nestlevel = CcrmPushSafeSearchPath();
+	args[0] = PG_GETARG_DATUM(1);
+	args[1] = Int64GetDatum(param_user(params, "owner", true, tool));
+	if (SPI_execute_with_args(psprintf("UPDATE %s t SET %s = $2 WHERE t.%s OPERATOR(pg_catalog.=) ANY ($1)"
+									   " AND t.%s IS DISTINCT FROM $2",
+									   ent->qualname, quote_identifier(ent->owner_column),
+									   quote_identifier(ent->key_column), quote_identifier(ent->owner_column)),
+							  2, types, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not set owners");
+	n = SPI_processed;
+	CcrmPopSearchPath(nestlevel);
+	SPI_finish();
+	PG_RETURN_INT64(n);
+}
+
+/*
+ * ccrm.tool_create_task(entity text, member_ids bigint[], params jsonb):
+ * a task per member for a user (default: the record's owner; records
+ * without one are skipped), due in N days from today in the time_zone
+ * setting.
+ */
+Datum
+ccrm_tool_create_task(PG_FUNCTION_ARGS)
+{
+	static const char *const keys[] = {"subject", "description", "user", "due_in_days", "priority"};
+	char	   *entity = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Jsonb	   *params = PG_GETARG_JSONB_P(2);
+	const char *tool = psprintf("%s_create_task", entity);
+	const char *link;
+	char	   *subject;
+	char	   *days;
+	char	   *priority;
+	int64		user;
+	Oid			types[7] = {INT8ARRAYOID, TEXTOID, TEXTOID, INT8OID, INT4OID, TEXTOID, TEXTOID};
+	Datum		args[7];
+	char		nulls[8] = "       ";
+	int64		n;
+	int			nestlevel;
+
+	if (strcmp(entity, "contact") == 0)
+		link = "contact_id";
+	else if (strcmp(entity, "account") == 0)
+		link = "account_id";
+	else if (strcmp(entity, "lead") == 0)
+		link = "lead_id";
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("tasks can be created for contacts, accounts and leads, not for %s", entity)));
+	check_params(params, tool, keys, lengthof(keys));
+	subject = param_text(params, "subject");
+	if (subject == NULL || subject[strspn(subject, " \t\r\n")] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("tool %s needs \"subject\"", tool),
+				 errhint("Write {\"subject\": \"Call back\", \"due_in_days\": 3}.")));
+	days = param_text(params, "due_in_days");
+	priority = param_text(params, "priority");
+
+	SPI_connect();
+	nestlevel = CcrmPushSafeSearchPath();
+	CcrmUseConfiguredTimeZone();
+	user = param_user(params, "user", false, tool);
+	args[0] = PG_GETARG_DATUM(1);
+	args[1] = CStringGetTextDatum(subject);
+	args[2] = CStringGetTextDatum("");
+	if (param_text(params, "description"))
+		args[2] = CStringGetTextDatum(param_text(params, "description"));
+	else
+		nulls[2] = 'n';
+	args[3] = Int64GetDatum(user);
+	nulls[3] = user ? ' ' : 'n';
+	args[4] = Int32GetDatum(days ? pg_strtoint32(days) : 0);
+	args[5] = CStringGetTextDatum(priority ? priority : "normal");
+	args[6] = CStringGetTextDatum(entity);
+	if (SPI_execute_with_args(psprintf("INSERT INTO ccrm.activity (kind, subject, description, user_id, %s, due_on, priority)"
+									   " SELECT 'task', $2, $3, COALESCE($4, e.owner_id), e.id,"
+									   "        CURRENT_DATE OPERATOR(pg_catalog.+) $5, $6"
+									   "   FROM ccrm.%s e WHERE e.id OPERATOR(pg_catalog.=) ANY ($1)"
+									   "    AND COALESCE($4, e.owner_id) IS NOT NULL AND $7 IS NOT NULL"
+									   "  ORDER BY e.id",
+									   link, quote_identifier(entity)),
+							  7, types, args, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not create tasks");
+	n = SPI_processed;
+	CcrmPopSearchPath(nestlevel);
+	SPI_finish();
+	PG_RETURN_INT64(n);
+}
