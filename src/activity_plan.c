@@ -41,6 +41,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -714,11 +715,45 @@ member_query(Run *run, int *first_slot_col)
 	appendStringInfo(&sql,
 					 " FROM ccrm.target_group_member m JOIN %s e ON e.%s OPERATOR(pg_catalog.=) m.member_id%s"
 					 " WHERE m.group_id OPERATOR(pg_catalog.=) $1"
-					 "   AND NOT EXISTS (SELECT 1 FROM ccrm.activity x WHERE x.plan_id OPERATOR(pg_catalog.=) $2"
-					 "        AND x.plan_day OPERATOR(pg_catalog.=) $3 AND x.member_id OPERATOR(pg_catalog.=) m.member_id)"
 					 " ORDER BY m.member_id",
 					 ac->entity->qualname, quote_identifier(ac->entity->key_column), ac->joins);
 	return sql.data;
+}
+
+/*
+ * Members that already have their activity of this plan and day (an earlier
+ * or concurrent run).  Kept in a hash table and skipped while reading the
+ * members, rather than anti-joined in the member query: a plan chosen on
+ * stale statistics could otherwise rescan the activities this very run adds.
+ */
+static HTAB *
+members_done(Run *run)
+{
+	Oid			types[2] = {INT8OID, DATEOID};
+	Datum		args[2] = {Int64GetDatum(run->plan.id), DateADTGetDatum(run->day)};
+	HASHCTL		ctl;
+	HTAB	   *done;
+
+	if (SPI_execute_with_args("SELECT member_id FROM ccrm.activity"
+							  " WHERE plan_id OPERATOR(pg_catalog.=) $1 AND plan_day OPERATOR(pg_catalog.=) $2"
+							  "   AND member_id IS NOT NULL",
+							  2, types, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read ccrm.activity");
+	if (SPI_processed == 0)
+		return NULL;
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(int64);
+	ctl.hcxt = CurrentMemoryContext;
+	done = hash_create("ccrm members done", SPI_processed, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64		member = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+
+		(void) hash_search(done, &member, HASH_ENTER, NULL);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return done;
 }
 
 static void
@@ -726,10 +761,11 @@ create_all(Run *run)
 {
 	int			nslots = list_length(run->ac->tpl->slots);
 	char	  **values = palloc0(sizeof(char *) * Max(nslots, 1));
-	Oid			types[3] = {INT8OID, INT8OID, DATEOID};
-	Datum		args[3];
+	Oid			types[1] = {INT8OID};
+	Datum		args[1];
 	int			first_slot_col;
 	char	   *sql = member_query(run, &first_slot_col);
+	HTAB	   *done = members_done(run);
 	Portal		portal;
 	Batch	   *batch = palloc0(sizeof(Batch));
 	MemoryContext batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "ccrm activity batch",
@@ -739,9 +775,7 @@ create_all(Run *run)
 	StringInfoData text;
 
 	args[0] = Int64GetDatum(run->plan.group_id);
-	args[1] = Int64GetDatum(run->plan.id);
-	args[2] = DateADTGetDatum(run->day);
-	portal = SPI_cursor_open_with_args(NULL, sql, 3, types, args, NULL, true, 0);
+	portal = SPI_cursor_open_with_args(NULL, sql, 1, types, args, NULL, true, 0);
 	initStringInfo(&text);
 
 	for (;;)
@@ -750,17 +784,22 @@ create_all(Run *run)
 		if (SPI_processed == 0)
 			break;
 		old = MemoryContextSwitchTo(batch_cxt);
-		for (uint64 i = 0; i < SPI_processed; i++, n++)
+		for (uint64 i = 0; i < SPI_processed; i++)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			bool		isnull;
-			Datum		owner = SPI_getbinval(tup, desc, 5, &isnull);
-			RunUser    *u = assignee(run, n, isnull, isnull ? 0 : DatumGetInt64(owner));
+			int64		member = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			Datum		owner;
+			RunUser    *u;
 			int			col = first_slot_col;
 			ListCell   *lc;
 			int			k = batch->n;
 
+			if (done && hash_search(done, &member, HASH_FIND, NULL))
+				continue;
+			owner = SPI_getbinval(tup, desc, 5, &isnull);
+			u = assignee(run, n++, isnull, isnull ? 0 : DatumGetInt64(owner));
 			if (u == NULL)
 				continue;
 			foreach(lc, run->ac->tpl->slots)
