@@ -47,6 +47,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/date.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -304,11 +305,43 @@ field_json_sql(const CcrmField *f, const char *alias)
 }
 
 /*
+ * The new values of an update whose values do not read the row, as the
+ * audit records them per row (columns through to_jsonb, custom fields as
+ * stored in attrs), built once from the same parameters.
+ */
+static Datum
+constant_new_values(CcrmUpdate *upd, int nargs, Oid *types, Datum *values, const char *nulls)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+	bool		isnull;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT pg_catalog.jsonb_build_object(");
+	foreach(lc, upd->assigns)
+	{
+		CcrmAssign *a = lfirst(lc);
+
+		appendStringInfo(&sql, "%s%s, ", foreach_current_index(lc) > 0 ? ", " : "",
+						 quote_literal_cstr(a->field->name));
+		if (a->field->is_custom)
+			appendStringInfoString(&sql, a->value_sql);
+		else
+			appendStringInfo(&sql, "pg_catalog.to_jsonb(%s)", a->value_sql);
+	}
+	appendStringInfoString(&sql, ")");
+	if (SPI_execute_with_args(sql.data, nargs, types, values, nulls, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not compute the new values of %s", upd->target->name);
+	return datumCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull), false, -1);
+}
+
+/*
  * The statement of one batch; parameters $1 keys, $2 run, $3 entity,
- * $4... values; the step is a constant.
+ * $4... values, then (new_param > 0) the new values of the audit when they
+ * are the same for every row; the step is a constant.
  */
 static char *
-update_sql(CcrmUpdate *upd, bool audit)
+update_sql(CcrmUpdate *upd, bool audit, int new_param)
 {
 	const CcrmEntity *ent = upd->target;
 	StringInfoData set;
@@ -371,12 +404,19 @@ update_sql(CcrmUpdate *upd, bool audit)
 					 "   WHERE t.%s OPERATOR(pg_catalog.=) ANY (%s)"
 					 "     AND o.ctid OPERATOR(pg_catalog.=) t.ctid"
 					 "     AND ROW(%s) IS DISTINCT FROM ROW(%s)"
-					 "  RETURNING t.%s::pg_catalog.int8 AS k, pg_catalog.jsonb_build_object(%s) AS old,"
-					 "            pg_catalog.jsonb_build_object(%s) AS new)"
-					 " INSERT INTO ccrm.run_audit (run_id, step, entity, record_id, old_values, new_values)"
-					 " SELECT $2, %d, $3, u.k, u.old, u.new FROM u",
+					 "  RETURNING t.%s::pg_catalog.int8 AS k, pg_catalog.jsonb_build_object(%s) AS old",
 					 ent->qualname, set.data, ent->qualname, key, upd->key_sql, cur.data, val.data,
-					 key, olds_o.data, olds.data, upd->step);
+					 key, olds_o.data);
+	if (new_param > 0)
+		appendStringInfo(&sql, ")"
+						 " INSERT INTO ccrm.run_audit (run_id, step, entity, record_id, old_values, new_values)"
+						 " SELECT $2, %d, $3, u.k, u.old, $%d FROM u",
+						 upd->step, new_param);
+	else
+		appendStringInfo(&sql, ", pg_catalog.jsonb_build_object(%s) AS new)"
+						 " INSERT INTO ccrm.run_audit (run_id, step, entity, record_id, old_values, new_values)"
+						 " SELECT $2, %d, $3, u.k, u.old, u.new FROM u",
+						 olds.data, upd->step);
 	return sql.data;
 }
 
@@ -400,9 +440,10 @@ int64
 CcrmRunUpdate(CcrmRun *run, CcrmGroup *group, CcrmUpdate *upd, bool audit)
 {
 	int			nargs = 3 + upd->nparams;
-	Oid		   *types = palloc(sizeof(Oid) * nargs);
-	Datum	   *values = palloc0(sizeof(Datum) * nargs);
-	char	   *nulls = palloc(nargs + 1);
+	int			new_param = 0;
+	Oid		   *types = palloc(sizeof(Oid) * (nargs + 1));
+	Datum	   *values = palloc0(sizeof(Datum) * (nargs + 1));
+	char	   *nulls = palloc(nargs + 2);
 	SPIPlanPtr	plan;
 	Portal		portal;
 	Oid			gtype = INT8OID;
@@ -415,8 +456,8 @@ CcrmRunUpdate(CcrmRun *run, CcrmGroup *group, CcrmUpdate *upd, bool audit)
 	types[0] = INT8ARRAYOID;
 	types[1] = INT8OID;
 	types[2] = TEXTOID;
-	memset(nulls, ' ', nargs);
-	nulls[nargs] = '\0';
+	memset(nulls, ' ', nargs + 1);
+	nulls[nargs + 1] = '\0';
 	for (int i = 0; i < upd->nparams; i++)
 	{
 		types[3 + i] = upd->param_types[i];
@@ -426,8 +467,17 @@ CcrmRunUpdate(CcrmRun *run, CcrmGroup *group, CcrmUpdate *upd, bool audit)
 	}
 	values[1] = Int64GetDatum(run->id);
 	values[2] = CStringGetTextDatum(upd->target->name);
+	nulls[0] = 'n';
+	if (audit && upd->constant_values)
+	{
+		/* the same new values for every row: build them once, not per row */
+		values[nargs] = constant_new_values(upd, nargs, types, values, nulls);
+		types[nargs] = JSONBOID;
+		new_param = ++nargs;
+	}
+	nulls[0] = ' ';
 
-	plan = SPI_prepare_cursor(update_sql(upd, audit), nargs, types, CURSOR_OPT_GENERIC_PLAN);
+	plan = SPI_prepare_cursor(update_sql(upd, audit, new_param), nargs, types, CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the update of %s: %s", upd->target->name,
 			 SPI_result_code_string(SPI_result));

@@ -65,6 +65,8 @@ typedef struct CcrmUpdate
 	bool	   *param_nulls;
 	const char *label;			/* for progress: "mass_update", a formula name */
 	int			step;			/* order within the run (undo goes backwards) */
+	bool		constant_values;	/* no value reads the row (mass updates):
+									 * the audit's new values are computed once */
 } CcrmUpdate;
 
 extern void CcrmActionInit(void);

@@ -175,6 +175,7 @@ build_update(CcrmGroup *group, const char *target, JsonbValue *assignments, Ccrm
 	upd->key_sql = CcrmTargetKeySql(group, target);
 	upd->target = CcrmEntityLookup(target, false);
 	upd->label = "mass_update";
+	upd->constant_values = true;
 	ent = upd->target;
 	if (assignments->type != jbvBinary || !JsonContainerIsObject(assignments->val.binary.data))
 		ereport(ERROR,
