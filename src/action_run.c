@@ -40,8 +40,6 @@
 #include "setting.h"
 
 #include "access/htup_details.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -52,7 +50,6 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/syscache.h"
 
 /*---- GUC variables ----*/
 int			ccrm_batch_size = 10000;
@@ -192,41 +189,6 @@ CcrmTargetKeySql(const CcrmGroup *group, const char *target)
  * Runs
  * ---------------------------------------------------------------- */
 
-/* The role owning ccrm's catalog tables (the extension's owner). */
-Oid
-CcrmCatalogOwner(void)
-{
-	Oid			nsp = get_namespace_oid(CCRM_SCHEMA, false);
-	Oid			relid = get_relname_relid("job_run", nsp);
-	HeapTuple	tup;
-	Oid			owner;
-
-	if (!OidIsValid(relid))
-		elog(ERROR, "table ccrm.job_run is missing");
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-/* Run one statement on ccrm.job_run as the catalog's owner. */
-static void
-exec_as_owner(const char *sql, int nargs, Oid *types, Datum *values, int expect)
-{
-	Oid			save_user;
-	int			save_sec;
-	int			ret;
-
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(CcrmCatalogOwner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	ret = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
-	SetUserIdAndSecContext(save_user, save_sec);
-	if (ret != expect)
-		elog(ERROR, "could not write ccrm.job_run: %s", SPI_result_code_string(ret));
-}
-
 static DateADT
 local_date(TimestampTz t, const char *zone)
 {
@@ -269,9 +231,9 @@ CcrmRunBeginDirect(const char *kind, int64 group_id, const char *detail)
 	values[1] = Int64GetDatum(group_id);
 	values[2] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
 	values[3] = CStringGetTextDatum(detail);
-	exec_as_owner("INSERT INTO ccrm.job_run (kind, group_id, trigger, action_time, run_as, status, detail, pid)"
-				  " VALUES ($1, $2, 'direct', pg_catalog.now(), $3, 'running', $4, pg_catalog.pg_backend_pid())"
-				  " RETURNING id", 4, types, values, SPI_OK_INSERT_RETURNING);
+	CcrmExecuteAsOwner("INSERT INTO ccrm.job_run (kind, group_id, trigger, action_time, run_as, status, detail, pid)"
+					   " VALUES ($1, $2, 'direct', pg_catalog.now(), $3, 'running', $4, pg_catalog.pg_backend_pid())"
+					   " RETURNING id", 4, types, values, NULL, SPI_OK_INSERT_RETURNING);
 	run->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	return run;
 }
@@ -286,9 +248,9 @@ CcrmRunFinishDirect(CcrmRun *run, Jsonb *counts)
 		return;
 	values[0] = Int64GetDatum(run->id);
 	values[1] = JsonbPGetDatum(counts);
-	exec_as_owner("UPDATE ccrm.job_run SET status = 'succeeded', counts = $2,"
-				  " finished_at = pg_catalog.clock_timestamp()"
-				  " WHERE id OPERATOR(pg_catalog.=) $1", 2, types, values, SPI_OK_UPDATE);
+	CcrmExecuteAsOwner("UPDATE ccrm.job_run SET status = 'succeeded', counts = $2,"
+					   " finished_at = pg_catalog.clock_timestamp()"
+					   " WHERE id OPERATOR(pg_catalog.=) $1", 2, types, values, NULL, SPI_OK_UPDATE);
 }
 
 /* ----------------------------------------------------------------

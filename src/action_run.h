@@ -81,7 +81,6 @@ extern CcrmRun *CcrmRunBeginDirect(const char *kind, int64 group_id, const char 
 extern CcrmRun *CcrmRunForJob(int64 run_id, int64 group_id, TimestampTz action_time,
 							  const char *time_zone);
 extern void CcrmRunFinishDirect(CcrmRun *run, Jsonb *counts);
-extern Oid	CcrmCatalogOwner(void);
 
 /* The batched update: returns the number of rows changed. */
 extern int64 CcrmRunUpdate(CcrmRun *run, CcrmGroup *group, CcrmUpdate *upd, bool audit);

@@ -17,6 +17,7 @@
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "utils/guc.h"
+#include "utils/jsonb.h"
 
 /* Schema every ccrm object lives in (fixed: the extension is not relocatable). */
 #define CCRM_SCHEMA "ccrm"
@@ -40,5 +41,10 @@ extern char *CcrmJoinNames(List *names);
 extern int	CcrmPushSafeSearchPath(void);
 extern void CcrmPopSearchPath(int nestlevel);
 extern void CcrmUseConfiguredTimeZone(void);
+extern const char *CcrmJsonbTypeName(const JsonbValue *v);
+extern void CcrmCheckParamKeys(Jsonb *params, const char *const *allowed, const char *what);
+extern Oid	CcrmCatalogOwner(void);
+extern int	CcrmExecuteAsOwner(const char *sql, int nargs, Oid *types, Datum *values,
+							   const char *nulls, int expect);
 
 #endif							/* CCRM_H */

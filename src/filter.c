@@ -146,26 +146,6 @@ filter_error(int sqlstate, const char *path, const char *msg, const char *hint)
 			 hint ? errhint("%s", hint) : 0));
 }
 
-static const char *
-jsonb_type_name(const JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "a string";
-		case jbvNumeric:
-			return "a number";
-		case jbvBool:
-			return "a boolean";
-		case jbvBinary:
-			return JsonContainerIsArray(v->val.binary.data) ? "an array" : "an object";
-		default:
-			return "a JSON value";
-	}
-}
-
 static char *
 op_names(void)
 {
@@ -213,7 +193,7 @@ scalar_text(const JsonbValue *v, const char *path)
 						 "Use the op is_null or not_null to test for a missing value.");
 		default:
 			filter_error(ERRCODE_INVALID_PARAMETER_VALUE, path,
-						 psprintf("expected a single value, got %s", jsonb_type_name(v)), NULL);
+						 psprintf("expected a single value, got %s", CcrmJsonbTypeName(v)), NULL);
 	}
 }
 
@@ -339,7 +319,7 @@ interval_value(const JsonbValue *v, const char *path)
 
 	if (v->type != jbvString)
 		filter_error(ERRCODE_INVALID_PARAMETER_VALUE, path,
-					 psprintf("expected an interval such as \"30 days\", got %s", jsonb_type_name(v)),
+					 psprintf("expected an interval such as \"30 days\", got %s", CcrmJsonbTypeName(v)),
 					 NULL);
 	iv = DatumGetIntervalP(convert_value(jsonb_string(v), INTERVALOID, path));
 	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(iv),
@@ -549,7 +529,7 @@ check_value_shape(const OpInfo *op, JsonbValue *value, const char *vpath, const 
 		case V_PAIR:
 			if (value->type != jbvBinary || !JsonContainerIsArray(value->val.binary.data))
 				filter_error(ERRCODE_INVALID_PARAMETER_VALUE, vpath,
-							 psprintf("op %s needs an array, got %s", op->name, jsonb_type_name(value)),
+							 psprintf("op %s needs an array, got %s", op->name, CcrmJsonbTypeName(value)),
 							 op->shape == V_PAIR ? "Write it like [10, 20]." : "Write it like [\"a\", \"b\"].");
 			n = JsonContainerSize(value->val.binary.data);
 			if (op->shape == V_LIST && n == 0)
@@ -563,7 +543,7 @@ check_value_shape(const OpInfo *op, JsonbValue *value, const char *vpath, const 
 		case V_TEXT:
 			if (value->type != jbvString)
 				filter_error(ERRCODE_INVALID_PARAMETER_VALUE, vpath,
-							 psprintf("op %s needs a string, got %s", op->name, jsonb_type_name(value)),
+							 psprintf("op %s needs a string, got %s", op->name, CcrmJsonbTypeName(value)),
 							 NULL);
 			break;
 		default:
@@ -599,7 +579,7 @@ compile_field(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, const c
 
 	if (fieldv->type != jbvString)
 		filter_error(ERRCODE_INVALID_PARAMETER_VALUE, fpath,
-					 psprintf("expected a field name, got %s", jsonb_type_name(fieldv)), NULL);
+					 psprintf("expected a field name, got %s", CcrmJsonbTypeName(fieldv)), NULL);
 	if (fieldv->val.string.len == 0)
 		filter_error(ERRCODE_INVALID_PARAMETER_VALUE, fpath, "the field name is empty", NULL);
 	if (opv == NULL)
@@ -607,7 +587,7 @@ compile_field(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, const c
 					 psprintf("Valid ops are: %s.", op_names()));
 	if (opv->type != jbvString)
 		filter_error(ERRCODE_INVALID_PARAMETER_VALUE, opath,
-					 psprintf("expected an op name, got %s", jsonb_type_name(opv)),
+					 psprintf("expected an op name, got %s", CcrmJsonbTypeName(opv)),
 					 psprintf("Valid ops are: %s.", op_names()));
 	field = jsonb_string(fieldv);
 	opname = jsonb_string(opv);
@@ -731,7 +711,7 @@ compile_in_group(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, cons
 	}
 	else
 		filter_error(ERRCODE_INVALID_PARAMETER_VALUE, gpath,
-					 psprintf("expected a group name or id, got %s", jsonb_type_name(ref)), NULL);
+					 psprintf("expected a group name or id, got %s", CcrmJsonbTypeName(ref)), NULL);
 
 	SPI_connect();
 	if (SPI_execute_with_args(psprintf("SELECT id, name, entity FROM ccrm.target_group WHERE %s", where),
@@ -819,7 +799,7 @@ append_text_match(StringInfo out, const char *column, JsonbValue *v, const char 
 
 			if (e->type != jbvString)
 				filter_error(ERRCODE_INVALID_PARAMETER_VALUE, psprintf("%s[%d]", path, i),
-							 psprintf("expected a string, got %s", jsonb_type_name(e)), NULL);
+							 psprintf("expected a string, got %s", CcrmJsonbTypeName(e)), NULL);
 			appendStringInfo(out, "%s%s::pg_catalog.text", i > 0 ? ", " : "",
 							 quote_literal_cstr(jsonb_string(e)));
 		}
@@ -827,7 +807,7 @@ append_text_match(StringInfo out, const char *column, JsonbValue *v, const char 
 		return;
 	}
 	filter_error(ERRCODE_INVALID_PARAMETER_VALUE, path,
-				 psprintf("expected a string or a non-empty array of strings, got %s", jsonb_type_name(v)),
+				 psprintf("expected a string or a non-empty array of strings, got %s", CcrmJsonbTypeName(v)),
 				 NULL);
 }
 
@@ -851,7 +831,7 @@ compile_has_activity(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, 
 		: strcmp(ent->name, "lead") == 0 ? "lead_id" : "user_id";
 	if (spec->type != jbvBinary || !JsonContainerIsObject(spec->val.binary.data))
 		filter_error(ERRCODE_INVALID_PARAMETER_VALUE, hpath,
-					 psprintf("expected an object, got %s", jsonb_type_name(spec)),
+					 psprintf("expected an object, got %s", CcrmJsonbTypeName(spec)),
 					 "Write it like {\"kind\": \"call\", \"status\": \"done\", \"within_last\": \"30 days\"}; every key is optional.");
 
 	a = psprintf("a%d", ++fc->next_alias);
@@ -903,7 +883,7 @@ compile_list(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, const ch
 
 	if (list->type != jbvBinary || !JsonContainerIsArray(list->val.binary.data))
 		filter_error(ERRCODE_INVALID_PARAMETER_VALUE, lpath,
-					 psprintf("expected an array of conditions, got %s", jsonb_type_name(list)), NULL);
+					 psprintf("expected an array of conditions, got %s", CcrmJsonbTypeName(list)), NULL);
 	n = JsonContainerSize(list->val.binary.data);
 	if (n == 0)
 		filter_error(ERRCODE_INVALID_PARAMETER_VALUE, lpath,
@@ -916,7 +896,7 @@ compile_list(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, const ch
 
 		if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
 			filter_error(ERRCODE_INVALID_PARAMETER_VALUE, epath,
-						 psprintf("expected a condition object, got %s", jsonb_type_name(elem)),
+						 psprintf("expected a condition object, got %s", CcrmJsonbTypeName(elem)),
 						 psprintf("A condition is an object with one of: %s.", node_keys));
 		if (i > 0)
 			appendStringInfoString(out, strcmp(key, "all") == 0 ? " AND " : " OR ");
@@ -982,7 +962,7 @@ compile_node(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, const ch
 
 		if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
 			filter_error(ERRCODE_INVALID_PARAMETER_VALUE, npath,
-						 psprintf("expected a condition object, got %s", jsonb_type_name(v)), NULL);
+						 psprintf("expected a condition object, got %s", CcrmJsonbTypeName(v)), NULL);
 		appendStringInfoString(out, "(");
 		compile_node(fc, out, ent, alias, v->val.binary.data, npath);
 		appendStringInfoString(out, ") IS NOT TRUE");

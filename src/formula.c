@@ -576,6 +576,7 @@ select_formulas(CcrmGroup *group, ArrayType *names)
 static ArrayType *
 parse_params(Jsonb *params, bool *audit)
 {
+	static const char *const keys[] = {"formulas", "audit", NULL};
 	JsonbValue *list;
 	JsonbIterator *it;
 	JsonbValue	v;
@@ -592,19 +593,7 @@ parse_params(Jsonb *params, bool *audit)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("parameters of a formula run must be a JSON object"),
 				 errhint("Write {\"formulas\": [\"name\", ...], \"audit\": true}; without \"formulas\" every active formula runs.")));
-	it = JsonbIteratorInit(&params->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok != WJB_KEY)
-			continue;
-		if (!(v.val.string.len == 8 && strncmp(v.val.string.val, "formulas", 8) == 0) &&
-			!(v.val.string.len == 5 && strncmp(v.val.string.val, "audit", 5) == 0))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown parameter \"%s\" of a formula run", pnstrdup(v.val.string.val, v.val.string.len)),
-					 errhint("Parameters of a formula run are: formulas, audit.")));
-		(void) JsonbIteratorNext(&it, &v, true);
-	}
+	CcrmCheckParamKeys(params, keys, "a formula run");
 	*audit = CcrmJsonbBool(params, "audit", true, "a formula run");
 	list = CcrmJsonbGet(params, "formulas");
 	if (list == NULL || list->type == jbvNull)

@@ -354,43 +354,6 @@ ccrm_job_id(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(id);
 }
 
-/* Keys of a params object outside the allowed list: an ERROR naming them. */
-void
-CcrmCheckParamKeys(Jsonb *params, const char *kind, const char *const *allowed)
-{
-	JsonbIterator *it = JsonbIteratorInit(&params->root);
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	int			depth = 0;
-
-	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
-	{
-		if (tok == WJB_BEGIN_OBJECT || tok == WJB_BEGIN_ARRAY)
-			depth++;
-		else if (tok == WJB_END_OBJECT || tok == WJB_END_ARRAY)
-			depth--;
-		else if (tok == WJB_KEY && depth == 1)
-		{
-			char	   *key = pnstrdup(v.val.string.val, v.val.string.len);
-			bool		ok = false;
-			StringInfoData list;
-
-			for (int i = 0; allowed[i] != NULL; i++)
-				ok |= (strcmp(key, allowed[i]) == 0);
-			if (ok)
-				continue;
-			initStringInfo(&list);
-			for (int i = 0; allowed[i] != NULL; i++)
-				appendStringInfo(&list, "%s%s", i ? ", " : "", allowed[i]);
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("a job of kind \"%s\" has no parameter \"%s\"", kind, key),
-					 list.len ? errhint("Its parameters: %s.", list.data)
-					 : errhint("It takes no parameters: pass '{}'.")));
-		}
-	}
-}
-
 Datum
 ccrm_job_check_no_params(PG_FUNCTION_ARGS)
 {
@@ -398,7 +361,7 @@ ccrm_job_check_no_params(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(1))
 		PG_RETURN_NULL();
-	CcrmCheckParamKeys(PG_GETARG_JSONB_P(1), "refresh_group", none);
+	CcrmCheckParamKeys(PG_GETARG_JSONB_P(1), none, "a refresh_group job");
 	PG_RETURN_DATUM(PG_GETARG_DATUM(1));
 }
 
@@ -421,7 +384,7 @@ ccrm_job_check_activities(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_NULL();
 	params = PG_GETARG_JSONB_P(1);
-	CcrmCheckParamKeys(params, "create_activities", allowed);
+	CcrmCheckParamKeys(params, allowed, "a create_activities job");
 	plan = getKeyJsonValueFromContainer(&params->root, "plan", 4, NULL);
 	if (plan != NULL && plan->type != jbvString)
 		ereport(ERROR,

@@ -16,7 +16,6 @@
 
 /* job.c */
 extern pg_tz *CcrmJobTimeZone(const char *name);
-extern void CcrmCheckParamKeys(Jsonb *params, const char *kind, const char *const *allowed);
 
 /* job_run.c */
 typedef enum CcrmRunTrigger
@@ -40,7 +39,6 @@ typedef struct CcrmRunMode
 
 extern int64 CcrmRunJob(CcrmRunMode *mode, int64 job_id, TimestampTz slot,
 						CcrmRunTrigger trigger, bool *busy);
-extern int	CcrmRunDueJobs(CcrmRunMode *mode, Oid only_owner, int64 only_job);
 extern int	CcrmMarkInterrupted(void);
 extern void CcrmPurgeJobHistory(void);
 

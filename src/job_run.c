@@ -19,8 +19,9 @@
  *	  interrupted.  The action runs in a subtransaction: its errors roll back
  *	  only what it did and are recorded with the run.
  *
- * Bookkeeping on ccrm.job and ccrm.job_run is done as the bootstrap
- * superuser (callers were checked before); the action runs as the owner.
+ * Bookkeeping on ccrm.job and ccrm.job_run is done as the catalog's owner
+ * (CcrmExecuteAsOwner; callers were checked before); the action runs as
+ * the job's owner.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,7 +31,6 @@
 #include "scheduler.h"
 
 #include "access/xact.h"
-#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -125,31 +125,6 @@ unlock_job(CcrmRunMode *mode, int64 job_id)
 	LockRelease(&tag, ExclusiveLock, true);
 }
 
-/* SPI as the bootstrap superuser: ccrm's own bookkeeping. */
-static int
-book_execute(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, long count)
-{
-	Oid			save_user;
-	int			save_sec;
-	int			rc;
-
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	PG_TRY();
-	{
-		/* never read-only: see what this transaction wrote a moment ago */
-		rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, count);
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_user, save_sec);
-	}
-	PG_END_TRY();
-	if (rc < 0)
-		elog(ERROR, "ccrm bookkeeping failed (SPI %d): %s", rc, sql);
-	return rc;
-}
-
 /* End the transaction and start the next one (non-atomic modes only). */
 static void
 commit_step(CcrmRunMode *mode)
@@ -190,13 +165,13 @@ read_job(int64 job_id, JobRow *job, MemoryContext cxt)
 	TupleDesc	desc;
 	bool		isnull;
 
-	book_execute("SELECT j.name, j.kind, j.group_id, j.params, j.schedule,"
-				 "       COALESCE(j.time_zone, ccrm.get_setting('time_zone')), j.time_zone,"
-				 "       j.owner::pg_catalog.text, j.after_job, j.active, j.next_run,"
-				 "       k.runner::pg_catalog.oid, j.failures"
-				 "  FROM ccrm.job j JOIN ccrm.job_kind k ON k.name OPERATOR(pg_catalog.=) j.kind"
-				 " WHERE j.id OPERATOR(pg_catalog.=) $1",
-				 1, types, args, NULL, 1);
+	CcrmExecuteAsOwner("SELECT j.name, j.kind, j.group_id, j.params, j.schedule,"
+				       "       COALESCE(j.time_zone, ccrm.get_setting('time_zone')), j.time_zone,"
+				       "       j.owner::pg_catalog.text, j.after_job, j.active, j.next_run,"
+				       "       k.runner::pg_catalog.oid, j.failures"
+				       "  FROM ccrm.job j JOIN ccrm.job_kind k ON k.name OPERATOR(pg_catalog.=) j.kind"
+				       " WHERE j.id OPERATOR(pg_catalog.=) $1",
+				       1, types, args, NULL, 0);
 	if (SPI_processed == 0)
 		return false;
 	tup = SPI_tuptable->vals[0];
@@ -254,8 +229,8 @@ claim_slot(JobRow *job, TimestampTz slot)
 		nulls[1] = 'n';
 	args[0] = Int64GetDatum(job->id);
 	args[1] = TimestampTzGetDatum(next);
-	book_execute("UPDATE ccrm.job SET next_run = $2 WHERE id OPERATOR(pg_catalog.=) $1",
-				 2, types, args, nulls, 0);
+	CcrmExecuteAsOwner("UPDATE ccrm.job SET next_run = $2 WHERE id OPERATOR(pg_catalog.=) $1",
+				       2, types, args, nulls, 0);
 }
 
 static int64
@@ -276,9 +251,9 @@ insert_run(JobRow *job, CcrmRunTrigger trigger, TimestampTz slot, TimestampTz ac
 	args[5] = TimestampTzGetDatum(action_time);
 	args[6] = CStringGetTextDatum(job->owner);
 	args[7] = Int32GetDatum(MyProcPid);
-	book_execute("INSERT INTO ccrm.job_run (job_id, kind, group_id, trigger, scheduled_for, action_time, run_as, pid)"
-				 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-				 8, types, args, nulls, 0);
+	CcrmExecuteAsOwner("INSERT INTO ccrm.job_run (job_id, kind, group_id, trigger, scheduled_for, action_time, run_as, pid)"
+				       " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+				       8, types, args, nulls, 0);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
@@ -404,10 +379,10 @@ record_outcome(JobRow *job, int64 run_id, RunOutcome *out)
 	nulls[3] = out->error ? ' ' : 'n';
 	args[4] = out->detail ? CStringGetTextDatum(out->detail) : (Datum) 0;
 	nulls[4] = out->detail ? ' ' : 'n';
-	book_execute("UPDATE ccrm.job_run SET status = $2, counts = $3, error = $4, detail = $5,"
-				 "       finished_at = pg_catalog.clock_timestamp()"
-				 " WHERE id OPERATOR(pg_catalog.=) $1",
-				 5, types, args, nulls, 0);
+	CcrmExecuteAsOwner("UPDATE ccrm.job_run SET status = $2, counts = $3, error = $4, detail = $5,"
+				       "       finished_at = pg_catalog.clock_timestamp()"
+				       " WHERE id OPERATOR(pg_catalog.=) $1",
+				       5, types, args, nulls, 0);
 
 	if (failed || succeeded)
 	{
@@ -420,17 +395,17 @@ record_outcome(JobRow *job, int64 run_id, RunOutcome *out)
 		jargs[2] = Int32GetDatum(ccrm_max_job_failures);
 		jargs[3] = out->error ? CStringGetTextDatum(out->error) : (Datum) 0;
 		jnulls[3] = out->error ? ' ' : 'n';
-		book_execute("UPDATE ccrm.job SET last_run = pg_catalog.now(),"
-					 "       failures = CASE WHEN $2 THEN failures OPERATOR(pg_catalog.+) 1 ELSE 0 END,"
-					 "       active = active AND NOT ($2 AND $3 OPERATOR(pg_catalog.>) 0"
-					 "                                AND failures OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>=) $3),"
-					 "       inactive_reason = CASE WHEN active AND $2 AND $3 OPERATOR(pg_catalog.>) 0"
-					 "                                   AND failures OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>=) $3"
-					 "            THEN pg_catalog.format('failed %s times in a row (ccrm.max_job_failures); last error: %s',"
-					 "                                   failures OPERATOR(pg_catalog.+) 1, $4)"
-					 "            ELSE inactive_reason END"
-					 " WHERE id OPERATOR(pg_catalog.=) $1",
-					 4, jtypes, jargs, jnulls, 0);
+		CcrmExecuteAsOwner("UPDATE ccrm.job SET last_run = pg_catalog.now(),"
+					       "       failures = CASE WHEN $2 THEN failures OPERATOR(pg_catalog.+) 1 ELSE 0 END,"
+					       "       active = active AND NOT ($2 AND $3 OPERATOR(pg_catalog.>) 0"
+					       "                                AND failures OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>=) $3),"
+					       "       inactive_reason = CASE WHEN active AND $2 AND $3 OPERATOR(pg_catalog.>) 0"
+					       "                                   AND failures OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>=) $3"
+					       "            THEN pg_catalog.format('failed %s times in a row (ccrm.max_job_failures); last error: %s',"
+					       "                                   failures OPERATOR(pg_catalog.+) 1, $4)"
+					       "            ELSE inactive_reason END"
+					       " WHERE id OPERATOR(pg_catalog.=) $1",
+					       4, jtypes, jargs, jnulls, 0);
 	}
 }
 
@@ -441,9 +416,9 @@ succeeded_since(int64 job_id, TimestampTz since)
 	Datum		args[2] = {Int64GetDatum(job_id), TimestampTzGetDatum(since)};
 	bool		isnull;
 
-	book_execute("SELECT EXISTS (SELECT FROM ccrm.job_run WHERE job_id OPERATOR(pg_catalog.=) $1"
-				 "   AND status OPERATOR(pg_catalog.=) 'succeeded' AND started_at OPERATOR(pg_catalog.>=) $2)",
-				 2, types, args, NULL, 1);
+	CcrmExecuteAsOwner("SELECT EXISTS (SELECT FROM ccrm.job_run WHERE job_id OPERATOR(pg_catalog.=) $1"
+				       "   AND status OPERATOR(pg_catalog.=) 'succeeded' AND started_at OPERATOR(pg_catalog.>=) $2)",
+				       2, types, args, NULL, 0);
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
@@ -521,9 +496,9 @@ run_locked(CcrmRunMode *mode, int64 job_id, TimestampTz slot, CcrmRunTrigger tri
 		List	   *followers = NIL;
 		ListCell   *lc;
 
-		book_execute("SELECT id FROM ccrm.job WHERE after_job OPERATOR(pg_catalog.=) $1"
-					 "   AND schedule IS NULL AND active ORDER BY id",
-					 1, types, args, NULL, 0);
+		CcrmExecuteAsOwner("SELECT id FROM ccrm.job WHERE after_job OPERATOR(pg_catalog.=) $1"
+					       "   AND schedule IS NULL AND active ORDER BY id",
+					       1, types, args, NULL, 0);
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
 			bool		isnull;
@@ -577,22 +552,21 @@ CcrmRunJob(CcrmRunMode *mode, int64 job_id, TimestampTz slot, CcrmRunTrigger tri
 
 /*
  * Run every job due by now (of one owner, or of everybody with InvalidOid);
- * jobs running elsewhere are left for later.  Returns how many ran.
+ * jobs running elsewhere are left for later.
  */
-int
-CcrmRunDueJobs(CcrmRunMode *mode, Oid only_owner, int64 only_job)
+static void
+run_due_jobs(CcrmRunMode *mode, Oid only_owner)
 {
 	TimestampTz until = GetCurrentTimestamp();
 	List	   *busy_jobs = NIL;
-	int			ran = 0;
 	MemoryContext cxt = AllocSetContextCreate(mode->in_worker ? TopMemoryContext : CurrentMemoryContext,
 											  "ccrm due jobs", ALLOCSET_SMALL_SIZES);
 
 	for (;;)
 	{
-		Oid			types[4] = {TIMESTAMPTZOID, TEXTOID, INT8ARRAYOID, INT8OID};
-		Datum		args[4];
-		char		nulls[4] = {' ', ' ', ' ', ' '};
+		Oid			types[3] = {TIMESTAMPTZOID, TEXTOID, INT8ARRAYOID};
+		Datum		args[3];
+		char		nulls[3] = {' ', ' ', ' '};
 		int64		job_id;
 		TimestampTz slot;
 		bool		isnull;
@@ -612,15 +586,12 @@ CcrmRunDueJobs(CcrmRunMode *mode, Oid only_owner, int64 only_job)
 		args[1] = OidIsValid(only_owner) ? CStringGetTextDatum(GetUserNameFromId(only_owner, false)) : (Datum) 0;
 		nulls[1] = OidIsValid(only_owner) ? ' ' : 'n';
 		args[2] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		args[3] = Int64GetDatum(only_job);
-		nulls[3] = only_job ? ' ' : 'n';
-		book_execute("SELECT id, next_run FROM ccrm.job"
-					 " WHERE active AND next_run OPERATOR(pg_catalog.<=) $1"
-					 "   AND ($2 IS NULL OR owner OPERATOR(pg_catalog.=) $2::pg_catalog.name)"
-					 "   AND ($4 IS NULL OR id OPERATOR(pg_catalog.=) $4)"
-					 "   AND id OPERATOR(pg_catalog.<>) ALL ($3)"
-					 " ORDER BY next_run, id LIMIT 1",
-					 4, types, args, nulls, 1);
+		CcrmExecuteAsOwner("SELECT id, next_run FROM ccrm.job"
+					       " WHERE active AND next_run OPERATOR(pg_catalog.<=) $1"
+					       "   AND ($2 IS NULL OR owner OPERATOR(pg_catalog.=) $2::pg_catalog.name)"
+					       "   AND id OPERATOR(pg_catalog.<>) ALL ($3)"
+					       " ORDER BY next_run, id LIMIT 1",
+					       3, types, args, nulls, 0);
 		if (SPI_processed == 0)
 			break;
 		job_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -629,12 +600,9 @@ CcrmRunDueJobs(CcrmRunMode *mode, Oid only_owner, int64 only_job)
 		(void) CcrmRunJob(mode, job_id, slot, CCRM_RUN_SCHEDULE, &busy);
 		if (busy)
 			busy_jobs = lappend_int64(busy_jobs, job_id, cxt);
-		else
-			ran++;
 		CHECK_FOR_INTERRUPTS();
 	}
 	MemoryContextDelete(cxt);
-	return ran;
 }
 
 /*
@@ -650,9 +618,9 @@ CcrmMarkInterrupted(void)
 	ListCell   *lc;
 	int			n = 0;
 
-	book_execute("SELECT id, job_id FROM ccrm.job_run"
-				 " WHERE status OPERATOR(pg_catalog.=) 'running' AND job_id IS NOT NULL",
-				 0, NULL, NULL, NULL, 0);
+	CcrmExecuteAsOwner("SELECT id, job_id FROM ccrm.job_run"
+				       " WHERE status OPERATOR(pg_catalog.=) 'running' AND job_id IS NOT NULL",
+				       0, NULL, NULL, NULL, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -672,11 +640,11 @@ CcrmMarkInterrupted(void)
 		Datum		args[1] = {Int64GetDatum(*(int64 *) lfirst(lc))};
 
 		/* recheck: it may have finished since it was read */
-		book_execute("UPDATE ccrm.job_run SET status = 'interrupted', finished_at = pg_catalog.clock_timestamp(),"
-					 "       error = 'the process running it ended before the run finished',"
-					 "       detail = 'The server crashed or restarted, or the backend was terminated; nothing of the run was kept.'"
-					 " WHERE id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'running'",
-					 1, types, args, NULL, 0);
+		CcrmExecuteAsOwner("UPDATE ccrm.job_run SET status = 'interrupted', finished_at = pg_catalog.clock_timestamp(),"
+					       "       error = 'the process running it ended before the run finished',"
+					       "       detail = 'The server crashed or restarted, or the backend was terminated; nothing of the run was kept.'"
+					       " WHERE id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'running'",
+					       1, types, args, NULL, 0);
 		n += SPI_processed;
 	}
 	return n;
@@ -692,16 +660,16 @@ CcrmPurgeJobHistory(void)
 	Oid			types[1] = {INT4OID};
 	Datum		args[1] = {Int32GetDatum(ccrm_job_history_retention)};
 
-	book_execute("SELECT pg_catalog.to_regprocedure('ccrm.purge_audit(interval)') IS NOT NULL",
-				 0, NULL, NULL, NULL, 1);
+	CcrmExecuteAsOwner("SELECT pg_catalog.to_regprocedure('ccrm.purge_audit(interval)') IS NOT NULL",
+				       0, NULL, NULL, NULL, 0);
 	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
-		book_execute("SELECT ccrm.purge_audit()", 0, NULL, NULL, NULL, 0);
+		CcrmExecuteAsOwner("SELECT ccrm.purge_audit()", 0, NULL, NULL, NULL, 0);
 	if (ccrm_job_history_retention <= 0)
 		return;
-	book_execute("DELETE FROM ccrm.job_run WHERE status OPERATOR(pg_catalog.<>) 'running'"
-				 "   AND finished_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
-				 "       OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1))",
-				 1, types, args, NULL, 0);
+	CcrmExecuteAsOwner("DELETE FROM ccrm.job_run WHERE status OPERATOR(pg_catalog.<>) 'running'"
+				       "   AND finished_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
+				       "       OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1))",
+				       1, types, args, NULL, 0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -752,8 +720,8 @@ ccrm_run_job(PG_FUNCTION_ARGS)
 		elog(ERROR, "job %lld vanished while it was started", (long long) job_id);
 
 	args[0] = Int64GetDatum(run_id);
-	book_execute("SELECT * FROM ccrm.job_run WHERE id OPERATOR(pg_catalog.=) $1",
-				 1, types, args, NULL, 1);
+	CcrmExecuteAsOwner("SELECT * FROM ccrm.job_run WHERE id OPERATOR(pg_catalog.=) $1",
+				       1, types, args, NULL, 0);
 	result = SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 	SPI_finish();
 	PG_RETURN_HEAPTUPLEHEADER(result);
@@ -774,7 +742,7 @@ ccrm_run_due_jobs(PG_FUNCTION_ARGS)
 
 	SPI_connect_ext(mode.atomic ? 0 : SPI_OPT_NONATOMIC);
 	(void) CcrmMarkInterrupted();
-	(void) CcrmRunDueJobs(&mode, superuser() ? InvalidOid : GetUserId(), 0);
+	run_due_jobs(&mode, superuser() ? InvalidOid : GetUserId());
 	if (superuser())
 		CcrmPurgeJobHistory();
 	SPI_finish();

@@ -48,7 +48,7 @@ PG_FUNCTION_INFO_V1(ccrm_mass_update);
 PG_FUNCTION_INFO_V1(ccrm_job_mass_update);
 PG_FUNCTION_INFO_V1(ccrm_job_check_mass_update);
 
-static const char *const param_keys = "set, audit";
+static const char *const param_keys[] = {"set", "audit", NULL};
 
 /*
  * A literal converted with the field type's input function; an error
@@ -100,26 +100,6 @@ jsonb_scalar_cstring(JsonbValue *v)
 			return pstrdup(v->val.boolean ? "true" : "false");
 		default:
 			return NULL;
-	}
-}
-
-static const char *
-json_type_name(JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "a string";
-		case jbvNumeric:
-			return "a number";
-		case jbvBool:
-			return "a boolean";
-		case jbvBinary:
-			return JsonContainerIsArray(v->val.binary.data) ? "an array" : "an object";
-		default:
-			return "a JSON value";
 	}
 }
 
@@ -181,7 +161,7 @@ build_update(CcrmGroup *group, const char *target, JsonbValue *assignments, Ccrm
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid mass update of %s: assignments must be a JSON object, not %s",
-						target, json_type_name(assignments)),
+						target, CcrmJsonbTypeName(assignments)),
 				 errhint("Write {\"field\": value, ...}, e.g. {\"description\": \"Contacted\", \"last_contacted\": {\"action\": \"date\"}}.")));
 	set = JsonbValueToJsonb(assignments);
 	if (JB_ROOT_COUNT(set) == 0)
@@ -270,7 +250,7 @@ build_update(CcrmGroup *group, const char *target, JsonbValue *assignments, Ccrm
 			ereport(ERROR,
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("invalid mass update: field \"%s\" of %s takes a single %s value, not %s",
-							name, ent->name, format_type_be(f->typid), json_type_name(&v)),
+							name, ent->name, format_type_be(f->typid), CcrmJsonbTypeName(&v)),
 					 errhint("Give a string, number, boolean or null, or {\"action\": \"date\"} for a date field.")));
 		else
 		{
@@ -299,21 +279,7 @@ parse_params(CcrmGroup *group, Jsonb *params, CcrmRun *run, bool *audit)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("parameters of a mass update must be a JSON object"),
 				 errhint("Write {\"set\": {\"account\": {\"description\": \"Contacted\"}}, \"audit\": true}.")));
-	it = JsonbIteratorInit(&params->root);
-	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
-	{
-		char	   *key;
-
-		if (tok != WJB_KEY)
-			continue;
-		key = pnstrdup(k.val.string.val, k.val.string.len);
-		if (strcmp(key, "set") != 0 && strcmp(key, "audit") != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown parameter \"%s\" of a mass update", key),
-					 errhint("Parameters of a mass update are: %s.", param_keys)));
-		(void) JsonbIteratorNext(&it, &v, true);
-	}
+	CcrmCheckParamKeys(params, param_keys, "a mass update");
 	*audit = CcrmJsonbBool(params, "audit", true, "a mass update");
 	set = CcrmJsonbGet(params, "set");
 	if (set == NULL || set->type != jbvBinary || !JsonContainerIsObject(set->val.binary.data) ||

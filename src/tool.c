@@ -58,22 +58,6 @@ typedef struct Tool
 	char	   *call;			/* "schema"."function" */
 } Tool;
 
-/* Run one statement on ccrm.tool as the catalog's owner. */
-static void
-exec_as_owner(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expect)
-{
-	Oid			save_user;
-	int			save_sec;
-	int			ret;
-
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(CcrmCatalogOwner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-	SetUserIdAndSecContext(save_user, save_sec);
-	if (ret != expect)
-		elog(ERROR, "could not write ccrm.tool: %s", SPI_result_code_string(ret));
-}
-
 static char *
 tool_names(void)
 {
@@ -209,9 +193,9 @@ ccrm_register_tool(PG_FUNCTION_ARGS)
 	values[3] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
 	nulls[3] = PG_ARGISNULL(3) ? 'n' : ' ';
 	values[4] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
-	exec_as_owner("INSERT INTO ccrm.tool (name, entity, function, description, owner)"
-				  " VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regprocedure, $4, $5)",
-				  5, types, values, nulls, SPI_OK_INSERT);
+	CcrmExecuteAsOwner("INSERT INTO ccrm.tool (name, entity, function, description, owner)"
+					   " VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regprocedure, $4, $5)",
+					   5, types, values, nulls, SPI_OK_INSERT);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -244,8 +228,8 @@ ccrm_unregister_tool(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("only %s, who registered tool \"%s\", or a superuser may unregister it", owner, name)));
-	exec_as_owner("DELETE FROM ccrm.tool WHERE name OPERATOR(pg_catalog.=) $1", 1, &type, &arg, NULL,
-				  SPI_OK_DELETE);
+	CcrmExecuteAsOwner("DELETE FROM ccrm.tool WHERE name OPERATOR(pg_catalog.=) $1", 1, &type, &arg, NULL,
+					   SPI_OK_DELETE);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -324,30 +308,16 @@ ccrm_run_tool(PG_FUNCTION_ARGS)
 static Tool *
 parse_job_params(Jsonb *params, Jsonb **tool_params)
 {
+	static const char *const job_keys[] = {"tool", "params", NULL};
 	JsonbValue *name;
 	JsonbValue *p;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
 
 	if (params == NULL || !JB_ROOT_IS_OBJECT(params) || JB_ROOT_IS_SCALAR(params))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("parameters of a run_tool job must be a JSON object"),
 				 errhint("Write {\"tool\": \"name\", \"params\": {...}}.")));
-	it = JsonbIteratorInit(&params->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok != WJB_KEY)
-			continue;
-		if (!(v.val.string.len == 4 && strncmp(v.val.string.val, "tool", 4) == 0) &&
-			!(v.val.string.len == 6 && strncmp(v.val.string.val, "params", 6) == 0))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown parameter \"%s\" of a run_tool job", pnstrdup(v.val.string.val, v.val.string.len)),
-					 errhint("Parameters of a run_tool job are: tool, params.")));
-		(void) JsonbIteratorNext(&it, &v, true);
-	}
+	CcrmCheckParamKeys(params, job_keys, "a run_tool job");
 	name = CcrmJsonbGet(params, "tool");
 	if (name == NULL || name->type != jbvString)
 		ereport(ERROR,
@@ -470,44 +440,20 @@ param_user(Jsonb *params, const char *key, bool required, const char *tool)
 }
 
 static void
-check_params(Jsonb *params, const char *tool, const char *const *keys, int nkeys)
+check_params(Jsonb *params, const char *tool, const char *const *keys)
 {
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-
 	if (!JB_ROOT_IS_OBJECT(params) || JB_ROOT_IS_SCALAR(params))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("parameters of tool %s must be a JSON object", tool)));
-	it = JsonbIteratorInit(&params->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		bool		ok = false;
-		List	   *names = NIL;
-
-		if (tok != WJB_KEY)
-			continue;
-		for (int i = 0; i < nkeys; i++)
-		{
-			names = lappend(names, (char *) keys[i]);
-			if (strlen(keys[i]) == v.val.string.len && strncmp(keys[i], v.val.string.val, v.val.string.len) == 0)
-				ok = true;
-		}
-		if (!ok)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown parameter \"%s\" of tool %s", pnstrdup(v.val.string.val, v.val.string.len), tool),
-					 errhint("Parameters of %s: %s.", tool, CcrmJoinNames(names))));
-		(void) JsonbIteratorNext(&it, &v, true);
-	}
+	CcrmCheckParamKeys(params, keys, psprintf("tool %s", tool));
 }
 
 /* ccrm.tool_set_owner(entity text, member_ids bigint[], params jsonb): {"owner": user} */
 Datum
 ccrm_tool_set_owner(PG_FUNCTION_ARGS)
 {
-	static const char *const keys[] = {"owner"};
+	static const char *const keys[] = {"owner", NULL};
 	char	   *entity = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	Jsonb	   *params = PG_GETARG_JSONB_P(2);
 	CcrmEntity *ent = CcrmEntityLookup(entity, false);
@@ -521,7 +467,7 @@ ccrm_tool_set_owner(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("entity %s has no owner", entity)));
-	check_params(params, tool, keys, lengthof(keys));
+	check_params(params, tool, keys);
 	SPI_connect();
 	nestlevel = CcrmPushSafeSearchPath();
 	args[0] = PG_GETARG_DATUM(1);
@@ -547,7 +493,7 @@ ccrm_tool_set_owner(PG_FUNCTION_ARGS)
 Datum
 ccrm_tool_create_task(PG_FUNCTION_ARGS)
 {
-	static const char *const keys[] = {"subject", "description", "user", "due_in_days", "priority"};
+	static const char *const keys[] = {"subject", "description", "user", "due_in_days", "priority", NULL};
 	char	   *entity = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	Jsonb	   *params = PG_GETARG_JSONB_P(2);
 	const char *tool = psprintf("%s_create_task", entity);
@@ -572,7 +518,7 @@ ccrm_tool_create_task(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("tasks can be created for contacts, accounts and leads, not for %s", entity)));
-	check_params(params, tool, keys, lengthof(keys));
+	check_params(params, tool, keys);
 	subject = param_text(params, "subject");
 	if (subject == NULL || subject[strspn(subject, " \t\r\n")] == '\0')
 		ereport(ERROR,
