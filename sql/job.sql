@@ -27,7 +27,10 @@ SELECT ccrm.schedule_job('Weekly calls', 'create_activities', '0 11 * * thu', 'H
 SELECT name, kind, "group", schedule, time_zone, after_job, active, owner, failures FROM ccrm.jobs ORDER BY id;
 SELECT name, next_run = (SELECT * FROM ccrm.next_runs(schedule, 1, 'Europe/Helsinki', created_at)) AS next_ok
   FROM ccrm.job ORDER BY id;
-SELECT to_char(next_run AT TIME ZONE 'Europe/Helsinki', 'Dy HH24:MI') FROM ccrm.job ORDER BY id;
+-- what holds at any instant: the local time, the weekday of the weekly job, and that the slot is the next one
+SELECT name, to_char(next_run AT TIME ZONE 'Europe/Helsinki', CASE WHEN schedule LIKE '% thu' THEN 'Dy HH24:MI' ELSE 'HH24:MI' END) AS next_local,
+       next_run > now() AND next_run - now() <= CASE WHEN schedule LIKE '% thu' THEN interval '7 days 1 hour' ELSE interval '25 hours' END AS next_slot
+  FROM ccrm.job ORDER BY id;
 -- a zone of its own
 SELECT ccrm.schedule_job('NY refresh', 'refresh_group', '0 9 * * mon-fri', 'Helsinki', time_zone => 'America/New_York');
 SELECT to_char(next_run AT TIME ZONE 'America/New_York', 'HH24:MI') FROM ccrm.job WHERE name = 'NY refresh';
@@ -61,19 +64,22 @@ SELECT * FROM pg_temp.err($$SELECT ccrm.alter_job('Payment plan refresh', after_
 SELECT * FROM pg_temp.err($$SELECT ccrm.alter_job('Payment plan refresh', after_job => 'Payment plan refresh')$$);
 SELECT * FROM pg_temp.err($$SELECT ccrm.alter_job('Nope', schedule => '@daily')$$);
 SELECT * FROM pg_temp.err($$SELECT ccrm.run_job(999)$$);
+SELECT * FROM pg_temp.err($$SELECT ccrm.run_job('Weekly calls', at => 'infinity')$$);
+SELECT * FROM pg_temp.err($$CALL ccrm.run_due_jobs(at => '-infinity')$$);
 SELECT * FROM pg_temp.err($$SELECT ccrm.drop_target_group('Helsinki')$$);
 SELECT count(*) AS jobs FROM ccrm.job;
 
--- run now: the job with after_job runs that one first, both recorded
-SELECT status, counts FROM ccrm.run_job('Weekly calls');
+-- run now (acting at a fixed instant, a Monday): the job with after_job runs that one first, both recorded
+SELECT status, counts FROM ccrm.run_job('Weekly calls', at => '2026-12-07 10:00 Europe/Helsinki');
 SELECT * FROM pg_temp.runs;
 SELECT count(*) AS activities FROM ccrm.activity;
 -- the refresh's own schedule was not moved by a manual run
 SELECT to_char(next_run AT TIME ZONE 'Europe/Helsinki', 'HH24:MI') FROM ccrm.job WHERE name = 'Payment plan refresh';
 
--- due jobs: make both due a slot ago; one call runs each once and moves them on
-UPDATE ccrm.job SET next_run = now() - interval '1 hour';
-CALL ccrm.run_due_jobs();
+-- due jobs: both due at a slot an hour before that instant, the same day; one call
+-- runs each once (no activity twice for that day) and moves them on past the clock
+UPDATE ccrm.job SET next_run = '2026-12-07 09:00 Europe/Helsinki';
+CALL ccrm.run_due_jobs(at => '2026-12-07 10:00 Europe/Helsinki');
 SELECT * FROM pg_temp.runs WHERE id > 2;
 SELECT name, next_run > now() AS moved_on FROM ccrm.job ORDER BY id;
 SELECT trigger, action_time = scheduled_for AS acts_for_the_slot FROM ccrm.job_run WHERE trigger = 'schedule';

@@ -34,7 +34,7 @@ CREATE TRIGGER log_contact AFTER UPDATE ON ccrm.contact FOR EACH ROW EXECUTE FUN
 SELECT ccrm.mass_update('Some contacts', 'account',
     '{"description": "Contacted by phone", "last_contacted": {"action": "date"}}') AS run \gset
 SELECT kind, group_id, trigger, run_as = current_user AS me, status, counts - 'action_date' AS counts,
-       (counts->>'action_date')::date = (now() AT TIME ZONE 'Europe/Helsinki')::date AS action_date_today,
+       (counts->>'action_date')::date = (action_time AT TIME ZONE 'Europe/Helsinki')::date AS action_date_today,
        action_time <= now() AS earlier, finished_at IS NOT NULL AS finished, detail
   FROM ccrm.job_run WHERE id = :run;
 SELECT a.id, a.description, (a.attrs->>'last_contacted')::date = (r.action_time AT TIME ZONE 'Europe/Helsinki')::date AS today

@@ -32,8 +32,8 @@ SELECT id, owner_id FROM ccrm.account ORDER BY id;
 SELECT ccrm.run_tool('Contacts', 'contact_create_task',
     '{"subject": "Call back", "due_in_days": 3, "priority": "high"}') AS run2 \gset
 SELECT counts->'result' AS result FROM ccrm.job_run WHERE id = :run2;
-SELECT kind, subject, user_id, contact_id, due_on = (now() AT TIME ZONE 'Europe/Helsinki')::date + 3 AS in_3_days, priority
-  FROM ccrm.activity ORDER BY contact_id;
+SELECT a.kind, a.subject, a.user_id, a.contact_id, a.due_on = (r.action_time AT TIME ZONE 'Europe/Helsinki')::date + 3 AS in_3_days, a.priority
+  FROM ccrm.activity a, ccrm.job_run r WHERE r.id = :run2 ORDER BY a.contact_id;
 SELECT ccrm.run_tool('Contacts', 'add_to_group', '{"group": "Fair visitors"}') AS run3 \gset
 SELECT counts->'result' AS result FROM ccrm.job_run WHERE id = :run3;
 SELECT member_id FROM ccrm.target_group_member WHERE group_id = ccrm.target_group_id('Fair visitors') ORDER BY 1;

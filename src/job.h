@@ -35,6 +35,8 @@ typedef struct CcrmRunMode
 {
 	bool		atomic;
 	bool		in_worker;
+	TimestampTz at;			/* the instant runs act at (ccrm.run_job and
+								 * ccrm.run_due_jobs take it); 0: the clock */
 } CcrmRunMode;
 
 extern int64 CcrmRunJob(CcrmRunMode *mode, int64 job_id, TimestampTz slot,

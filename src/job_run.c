@@ -200,15 +200,27 @@ read_job(int64 job_id, JobRow *job, MemoryContext cxt)
 	return true;
 }
 
-/* Move next_run past now (and past the claimed slot). */
+/* The instant a run acts at: the one its caller gave, else the clock. */
+static TimestampTz
+mode_now(CcrmRunMode *mode)
+{
+	return mode->at != 0 ? mode->at : GetCurrentTimestamp();
+}
+
+/*
+ * Move next_run past now (and past the claimed slot).  now is the run's
+ * instant, but never earlier than the clock: a claimed job is never left
+ * due again at once, whatever instant a caller passed.
+ */
 static void
-claim_slot(JobRow *job, TimestampTz slot)
+claim_slot(JobRow *job, TimestampTz slot, TimestampTz now)
 {
 	Oid			types[2] = {INT8OID, TIMESTAMPTZOID};
 	Datum		args[2];
 	char		nulls[2] = {' ', ' '};
-	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next = 0;
+
+	now = Max(now, GetCurrentTimestamp());
 
 	if (job->schedule != NULL)
 	{
@@ -409,6 +421,11 @@ record_outcome(JobRow *job, int64 run_id, RunOutcome *out)
 	}
 }
 
+/*
+ * Has the job succeeded since then?  A run counts from when it started or
+ * from the instant it acted at, whichever is later (run_job and run_due_jobs
+ * may act at an instant their caller gave).
+ */
 static bool
 succeeded_since(int64 job_id, TimestampTz since)
 {
@@ -417,7 +434,8 @@ succeeded_since(int64 job_id, TimestampTz since)
 	bool		isnull;
 
 	CcrmExecuteAsOwner("SELECT EXISTS (SELECT FROM ccrm.job_run WHERE job_id OPERATOR(pg_catalog.=) $1"
-				       "   AND status OPERATOR(pg_catalog.=) 'succeeded' AND started_at OPERATOR(pg_catalog.>=) $2)",
+				       "   AND status OPERATOR(pg_catalog.=) 'succeeded'"
+				       "   AND GREATEST(started_at, action_time) OPERATOR(pg_catalog.>=) $2)",
 				       2, types, args, NULL, 0);
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -451,7 +469,7 @@ run_locked(CcrmRunMode *mode, int64 job_id, TimestampTz slot, CcrmRunTrigger tri
 {
 	JobRow		job;
 	RunOutcome	out = {0};
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now = mode_now(mode);
 	TimestampTz action_time;
 	int64		run_id;
 
@@ -462,14 +480,14 @@ run_locked(CcrmRunMode *mode, int64 job_id, TimestampTz slot, CcrmRunTrigger tri
 		/* someone else ran this slot, or the job changed meanwhile */
 		if (!job.active || job.next_run_null || job.next_run != slot)
 			return 0;
-		claim_slot(&job, slot);
+		claim_slot(&job, slot, now);
 		action_time = slot;
 	}
 	else
 	{
 		/* run before or after another: this counts for a slot that is due */
 		if (trigger == CCRM_RUN_CHAIN && job.active && !job.next_run_null && job.next_run <= now)
-			claim_slot(&job, job.next_run);
+			claim_slot(&job, job.next_run, now);
 		action_time = now;
 	}
 	run_id = insert_run(&job, trigger, slot, action_time);
@@ -551,13 +569,13 @@ CcrmRunJob(CcrmRunMode *mode, int64 job_id, TimestampTz slot, CcrmRunTrigger tri
 }
 
 /*
- * Run every job due by now (of one owner, or of everybody with InvalidOid);
+ * Run every job due by the mode's instant (of one owner, or of everybody with InvalidOid);
  * jobs running elsewhere are left for later.
  */
 static void
 run_due_jobs(CcrmRunMode *mode, Oid only_owner)
 {
-	TimestampTz until = GetCurrentTimestamp();
+	TimestampTz until = mode_now(mode);
 	List	   *busy_jobs = NIL;
 	MemoryContext cxt = AllocSetContextCreate(mode->in_worker ? TopMemoryContext : CurrentMemoryContext,
 											  "ccrm due jobs", ALLOCSET_SMALL_SIZES);
@@ -675,7 +693,28 @@ CcrmPurgeJobHistory(void)
 /* ---------------------------------------------------------------------- */
 
 /*
- * ccrm.run_job(id): run a job now in the caller's transaction.
+ * The instant argument argno of run_job and run_due_jobs: a finite
+ * timestamptz (now() when the caller left it out).
+ */
+static TimestampTz
+run_instant(FunctionCallInfo fcinfo, int argno)
+{
+	TimestampTz at;
+
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return GetCurrentTransactionStartTimestamp();
+	at = PG_GETARG_TIMESTAMPTZ(argno);
+	if (TIMESTAMP_NOT_FINITE(at))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the instant to run at must be finite"),
+				 errhint("Pass a timestamptz such as now(), or leave the argument out.")));
+	return at;
+}
+
+/*
+ * ccrm.run_job(id, at): run a job now in the caller's transaction, acting at
+ * the instant at (now() by default).
  */
 Datum
 ccrm_run_job(PG_FUNCTION_ARGS)
@@ -690,6 +729,7 @@ ccrm_run_job(PG_FUNCTION_ARGS)
 	char	   *name;
 	HeapTupleHeader result;
 
+	mode.at = run_instant(fcinfo, 1);
 	SPI_connect();
 	args[0] = Int64GetDatum(job_id);
 	/* as the caller: row level security shows only their own jobs */
@@ -735,6 +775,8 @@ Datum
 ccrm_run_due_jobs(PG_FUNCTION_ARGS)
 {
 	CcrmRunMode mode = {true, false};
+
+	mode.at = run_instant(fcinfo, 0);
 
 	if (fcinfo->context && IsA(fcinfo->context, CallContext) &&
 		!((CallContext *) fcinfo->context)->atomic)

@@ -10,11 +10,8 @@ worker_pid() {
 	psql_bench "SELECT pid FROM pg_stat_activity WHERE backend_type = 'ccrm scheduler'"
 }
 cpu_seconds() {	# pid: user+system CPU time from /proc
-	python3 - "$1" <<'PY'
-import os, sys
-f = open("/proc/%s/stat" % sys.argv[1]).read().rsplit(")", 1)[1].split()
-print((int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK"))
-PY
+	# fields after the command name: 14 and 15 of stat are utime and stime
+	sed 's/.*) //' "/proc/$1/stat" | awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($12 + $13) / hz }'
 }
 memory_bytes() {	# pid: the worker's allocated memory, from its own context dump
 	local mark
@@ -70,7 +67,7 @@ sleep 2
 c0=$(cpu_seconds "$pid")
 sleep 30
 c1=$(cpu_seconds "$pid")
-bench_value scheduler_idle_cpu "$(python3 -c "print('%.3f' % ($c1 - $c0))")" cpu_s_per_30s 0.05
+bench_value scheduler_idle_cpu "$(calc %.3f "$c1 - $c0")" cpu_s_per_30s 0.05
 
 # memory: run 1,000 of them, then all 10,000, in the worker itself
 psql_bench "ALTER SYSTEM SET ccrm.max_parallel_jobs = 0" >/dev/null
@@ -82,10 +79,10 @@ m0=$(memory_bytes "$pid")
 start=$(date +%s.%N)
 psql_bench "UPDATE ccrm.job SET next_run = now()" >/dev/null
 wait_runs 11000
-secs=$(python3 -c "print('%.1f' % ($(date +%s.%N) - $start))")
+secs=$(calc %.1f "$(date +%s.%N) - $start")
 m1=$(memory_bytes "$pid")
 echo "worker memory after 1,000 runs: $m0 bytes; after 11,000 runs: $m1 bytes; 10,000 runs took $secs s"
-bench_value scheduler_memory_growth "$(python3 -c "print('%.3f' % ($m1 / $m0))")" after_over_before 1.10
+bench_value scheduler_memory_growth "$(calc %.3f "$m1 / $m0")" after_over_before 1.10
 
 psql_bench "ALTER SYSTEM RESET ccrm.max_parallel_jobs" >/dev/null
 psql_bench "SELECT pg_reload_conf();

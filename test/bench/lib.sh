@@ -35,27 +35,34 @@ time_sql() {	# sql [setup] [cleanup]
 	[ "$n" -gt 1 ] && _time_once "$@" >/dev/null
 	for ((i = 0; i < n; i++)); do
 		t=$(_time_once "$@")
-		best=$(python3 -c "import sys; a=[float(x) for x in sys.argv[1:] if x]; print('%.4f' % min(a))" "$t" $best)
+		best=$(awk -v a="$t" -v b="$best" 'BEGIN { if (b == "" || a + 0 < b + 0) b = a; printf "%.4f\n", b }')
 	done
 	echo "$best"
 }
 
 # BENCH name=<id> ccrm_s=<s> baseline_s=<s> ratio=<ccrm/baseline> target=<max ratio>
 bench_line() {	# name ccrm_s baseline_s target
-	python3 - "$@" <<'PY'
-import sys
-name, c, b, target = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-ratio = c / b if b > 0 else float("inf")
-verdict = "ok" if ratio <= target else "MISSED"
-print("BENCH name=%s ccrm_s=%.4f baseline_s=%.4f ratio=%.3f target=%s %s" % (name, c, b, ratio, sys.argv[4], verdict))
-PY
+	awk -v name="$1" -v c="$2" -v b="$3" -v target="$4" 'BEGIN {
+		ratio = b > 0 ? c / b : 1e308
+		printf "BENCH name=%s ccrm_s=%.4f baseline_s=%.4f ratio=%.3f target=%s %s\n", name, c, b, ratio, target, (ratio <= target + 0 ? "ok" : "MISSED")
+	}'
 }
 
 # BENCH name=<id> value=<v> unit=<u> target=<max>  (absolute measurements)
 bench_value() {	# name value unit target
-	python3 - "$@" <<'PY'
-import sys
-name, v, unit, target = sys.argv[1], float(sys.argv[2]), sys.argv[3], float(sys.argv[4])
-print("BENCH name=%s value=%g unit=%s target=%s %s" % (name, v, unit, sys.argv[4], "ok" if v <= target else "MISSED"))
-PY
+	awk -v name="$1" -v v="$2" -v unit="$3" -v target="$4" 'BEGIN {
+		printf "BENCH name=%s value=%g unit=%s target=%s %s\n", name, v, unit, target, (v + 0 <= target + 0 ? "ok" : "MISSED")
+	}'
+}
+
+# BENCH name=<id> value=<v> unit=<u> target_min=<min>  (more is better, e.g. messages/s)
+bench_value_min() {	# name value unit target_min
+	awk -v name="$1" -v v="$2" -v unit="$3" -v target="$4" 'BEGIN {
+		printf "BENCH name=%s value=%g unit=%s target_min=%s %s\n", name, v, unit, target, (v + 0 >= target + 0 ? "ok" : "MISSED")
+	}'
+}
+
+# Arithmetic on decimals, e.g. calc '%.3f' '1.5 / 3'
+calc() {	# format expression
+	awk "BEGIN { printf \"$1\\n\", $2 }"
 }

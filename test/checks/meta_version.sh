@@ -3,18 +3,18 @@
 set -euo pipefail
 root=$1
 control=$(sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" "$root/ccrm.control")
-python3 - "$root/META.json" "$control" <<'PY'
-import json, sys
-meta = json.load(open(sys.argv[1]))
-want = sys.argv[2]
-bad = []
-if meta.get("version") != want:
-    bad.append("version %r" % meta.get("version"))
-for name, prov in meta.get("provides", {}).items():
-    if prov.get("version") != want:
-        bad.append("provides.%s.version %r" % (name, prov.get("version")))
-if bad:
-    sys.exit("META.json disagrees with ccrm.control (%s): %s" % (want, ", ".join(bad)))
-PY
+perl -MJSON::PP -e '
+use strict; use warnings;
+my ($file, $want) = @ARGV;
+open my $fh, "<", $file or die "$file: $!";
+my $meta = decode_json(do { local $/; <$fh> });
+my @bad;
+push @bad, "version " . ($meta->{version} // "none") if ($meta->{version} // "") ne $want;
+for my $name (sort keys %{ $meta->{provides} // {} }) {
+    my $v = $meta->{provides}{$name}{version} // "none";
+    push @bad, "provides.$name.version $v" if $v ne $want;
+}
+die "META.json disagrees with ccrm.control ($want): " . join(", ", @bad) . "\n" if @bad;
+' "$root/META.json" "$control"
 # An install script must exist for the oldest version and an update path to the current one.
 [ -f "$root/extension/ccrm--$control.sql" ] || ls "$root"/extension/ccrm--*--"$control".sql >/dev/null

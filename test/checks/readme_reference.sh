@@ -2,23 +2,23 @@
 # The README's reference must name every function, table, view and GUC that exists.
 set -euo pipefail
 root=$1
-python3 - "$root" <<'PY'
-import glob, re, sys
-root = sys.argv[1]
-readme = open(root + "/README.md").read()
-names = set()
-for f in glob.glob(root + "/extension/ccrm--*.sql"):
-    sql = open(f).read()
-    for m in re.finditer(r'CREATE\s+(?:OR\s+REPLACE\s+)?(FUNCTION|PROCEDURE|TABLE|VIEW)\s+ccrm\.(\w+)', sql, re.I):
-        names.add(m.group(2))
-for f in glob.glob(root + "/src/*.c"):
-    for m in re.finditer(r'"(ccrm\.[a-z_]+)"', open(f).read()):
-        if re.search(r'DefineCustom\w+Variable\(\s*"' + re.escape(m.group(1)) + '"', open(f).read()):
-            names.add(m.group(1))
-def documented(n):
-    full = n if n.startswith("ccrm.") else "ccrm." + n
-    return re.search(re.escape(full) + r'(?!\w)', readme) is not None
-missing = sorted(n for n in names if not documented(n))
-if missing:
-    sys.exit("README.md does not document: " + ", ".join(missing))
-PY
+perl -e '
+use strict; use warnings;
+my $root = shift;
+sub slurp { local $/; open my $fh, "<", $_[0] or die "$_[0]: $!"; <$fh> }
+my $readme = slurp("$root/README.md");
+my %names;
+for my $f (glob("$root/extension/ccrm*.sql")) {
+    my $sql = slurp($f);
+    $names{$2} = 1 while $sql =~ /CREATE\s+(?:OR\s+REPLACE\s+)?(FUNCTION|PROCEDURE|TABLE|VIEW)\s+ccrm\.(\w+)/gi;
+}
+for my $f (glob("$root/src/*.c"), glob("$root/src/*/*.c")) {
+    my $c = slurp($f);
+    $names{$1} = 1 while $c =~ /DefineCustom\w+Variable\(\s*"(ccrm\.[a-z_]+)"/g;
+}
+my @missing = sort grep {
+    my $full = /^ccrm\./ ? $_ : "ccrm.$_";
+    $readme !~ /\Q$full\E(?!\w)/
+} keys %names;
+die "README.md does not document: " . join(", ", @missing) . "\n" if @missing;
+' "$root"

@@ -52,8 +52,8 @@ wait_for($node, q{SELECT count(*) >= 4 FROM ccrm.job_run r JOIN ccrm.job j ON j.
 is($node->safe_psql('crm', q{
 	SELECT count(*) FROM ccrm.job_run r JOIN ccrm.job j ON j.id = r.job_id
 	 WHERE j.name = 'tick' AND r.trigger = 'schedule'
-	   AND r.started_at - r.scheduled_for > interval '500 ms'}), '0',
-	'each firing starts within half a second of its slot');
+	   AND r.started_at - r.scheduled_for > interval '2 s'}), '0',
+	'each firing starts within 2 seconds of its slot (a generous bound: the lag itself is benchmarked)');
 is($node->safe_psql('crm', q{
 	SELECT count(*) FROM ccrm.job_run a JOIN ccrm.job_run b
 	    ON a.job_id = b.job_id AND a.id < b.id
@@ -68,15 +68,15 @@ is($node->safe_psql('crm', q{SELECT count(*) FROM pg_stat_activity WHERE backend
 # -- jobs due at the same time run in parallel (ccrm.max_parallel_jobs) -------
 $node->safe_psql('crm', q{
 	SELECT ccrm.deactivate_job('tick');
-	SELECT ccrm.schedule_job('par ' || i, 'tick', '@yearly', params => '{"sleep": 2}') FROM generate_series(1, 3) i;
+	SELECT ccrm.schedule_job('par ' || i, 'tick', '@yearly', params => '{"sleep": 4}') FROM generate_series(1, 3) i;
 	UPDATE ccrm.job SET next_run = now() WHERE name LIKE 'par %';
 });
 wait_for($node, q{SELECT count(*) = 3 FROM ccrm.job_run r JOIN ccrm.job j ON j.id = r.job_id
                    WHERE j.name LIKE 'par %' AND r.status = 'succeeded'},
 	'three jobs due at once all ran');
 is($node->safe_psql('crm', q{
-	SELECT max(finished_at) - min(started_at) < interval '4 s' FROM ccrm.job_run r JOIN ccrm.job j ON j.id = r.job_id
-	 WHERE j.name LIKE 'par %'}), 't', 'side by side: the three 2-second runs took less than 4 seconds');
+	SELECT max(finished_at) - min(started_at) < interval '10 s' FROM ccrm.job_run r JOIN ccrm.job j ON j.id = r.job_id
+	 WHERE j.name LIKE 'par %'}), 't', 'side by side: the three 4-second runs took less than 10 seconds (12 one after another)');
 is($node->safe_psql('crm', q{SELECT count(DISTINCT pid) FROM ccrm.job_run r JOIN ccrm.job j ON j.id = r.job_id
                               WHERE j.name LIKE 'par %'}), '3', 'in three processes');
 $node->safe_psql('crm', q{SELECT ccrm.delete_job(name) FROM ccrm.job WHERE name LIKE 'par %'});
