@@ -7,7 +7,7 @@ import glob, re, sys
 root = sys.argv[1]
 readme = open(root + "/README.md").read()
 names = set()
-for f in glob.glob(root + "/extension/ccrm--*.sql"):
+for f in glob.glob(root + "/extension/ccrm*.sql"):
     sql = open(f).read()
     for m in re.finditer(r'CREATE\s+(?:OR\s+REPLACE\s+)?(FUNCTION|PROCEDURE|TABLE|VIEW)\s+ccrm\.(\w+)', sql, re.I):
         names.add(m.group(2))
