@@ -4,7 +4,12 @@ EXTVERSION := $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']
 
 MODULE_big  = ccrm
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
-DATA        = $(sort $(wildcard extension/ccrm--*.sql))
+# One source, extension/ccrm.sql, is the current version; the versioned
+# install script is generated from it (as pgvector does).  The frozen first
+# install script and every update script ship too, so that older versions can
+# be installed and walked up (sql/upgrade.sql does).
+DATA        = extension/ccrm--0.1.0.sql $(sort $(wildcard extension/ccrm--*--*.sql))
+DATA_built  = extension/ccrm--$(EXTVERSION).sql
 
 # pg_regress suite: every sql/*.sql is self-contained (creates and drops the extension).
 REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
@@ -32,3 +37,6 @@ demo:
 	bin/demo
 bench: all
 	test/bench/run
+
+extension/ccrm--$(EXTVERSION).sql: extension/ccrm.sql ccrm.control
+	{ echo '-- generated from extension/ccrm.sql by make: edit that file, not this one'; cat $<; } >$@
