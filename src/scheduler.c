@@ -3,12 +3,13 @@
  * scheduler.c
  *	  The background worker that fires due jobs, and its dynamic helpers.
  *
- * Registered from shared_preload_libraries, the scheduler connects to
- * ccrm.database_name once recovery has finished (so a standby runs nothing
- * and a promoted one starts), marks runs a crash left "running" as
+ * Started by the launcher (launcher.c) once ccrm.database_name exists, the
+ * scheduler waits there for CREATE EXTENSION ccrm (looking again every
+ * second, logging once), marks runs a crash left "running" as
  * interrupted, then loops: run what is due, sleep on its latch until the
  * next due time.  Saving a job sets the latch when the transaction commits,
- * so a changed schedule is seen at once.
+ * so a changed schedule is seen at once.  Shared memory names the running
+ * scheduler (its pid and latch), so there is never a second one.
  *
  * When several jobs are due at once the scheduler runs the first itself and
  * hands others to dynamic background workers, at most
@@ -24,6 +25,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -53,8 +55,10 @@ int			ccrm_max_parallel_jobs = 2;
 int			ccrm_max_job_failures = 5;
 int			ccrm_job_history_retention = 30 * SECS_PER_DAY;
 
-/* longest sleep: also how soon a new database/extension or GUC is noticed */
+/* longest sleep */
 #define MAX_SLEEP_MS 60000
+/* how often a database without the extension is looked at again */
+#define EXTENSION_POLL_MS 1000
 /* how often a due job that is running elsewhere is looked at again */
 #define BUSY_POLL_MS 1000
 /* how often old runs are purged (ccrm.job_history_retention) */
@@ -63,6 +67,7 @@ int			ccrm_job_history_retention = 30 * SECS_PER_DAY;
 typedef struct SchedulerShared
 {
 	slock_t		mutex;
+	pid_t		pid;			/* the scheduler's, while it runs; else 0 */
 	Latch	   *latch;			/* the scheduler's, while it runs */
 } SchedulerShared;
 
@@ -88,6 +93,7 @@ static bool wake_at_commit = false;
 static InFlight *inflight = NULL;
 static TimestampTz last_purge = 0;
 static int	ninflight = 0;
+static int	ready = -1;		/* extension seen: 1 yes, 0 no, -1 not looked yet */
 
 /* ---------------------------------------------------------------------- */
 
@@ -111,6 +117,7 @@ shmem_startup(void)
 	if (!found)
 	{
 		SpinLockInit(&shared->mutex);
+		shared->pid = 0;
 		shared->latch = NULL;
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -140,12 +147,26 @@ CcrmSchedulerWakeAtCommit(void)
 	wake_at_commit = true;
 }
 
+/* Whether a scheduler runs (announced in shared memory). */
+bool
+CcrmSchedulerRunning(void)
+{
+	pid_t		pid;
+
+	if (shared == NULL)
+		return false;
+	SpinLockAcquire(&shared->mutex);
+	pid = shared->pid;
+	SpinLockRelease(&shared->mutex);
+	return pid != 0;
+}
+
 void
 CcrmSchedulerInit(void)
 {
 	DefineCustomStringVariable("ccrm.database_name",
 							   "Database the ccrm scheduler runs jobs in.",
-							   "On a change the scheduler restarts in the new database.",
+							   "On a change the scheduler moves to the new database; until it exists, it waits.",
 							   &ccrm_database_name, "postgres",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomBoolVariable("ccrm.enable_scheduler",
@@ -171,22 +192,11 @@ CcrmSchedulerInit(void)
 
 	if (process_shared_preload_libraries_in_progress)
 	{
-		BackgroundWorker worker;
-
 		prev_shmem_request_hook = shmem_request_hook;
 		shmem_request_hook = shmem_request;
 		prev_shmem_startup_hook = shmem_startup_hook;
 		shmem_startup_hook = shmem_startup;
-
-		memset(&worker, 0, sizeof(worker));
-		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		worker.bgw_restart_time = 5;
-		snprintf(worker.bgw_library_name, BGW_MAXLEN, "ccrm");
-		snprintf(worker.bgw_function_name, BGW_MAXLEN, "ccrm_scheduler_main");
-		snprintf(worker.bgw_name, BGW_MAXLEN, "ccrm scheduler");
-		snprintf(worker.bgw_type, BGW_MAXLEN, "ccrm scheduler");
-		RegisterBackgroundWorker(&worker);
+		CcrmLauncherRegister();
 	}
 }
 
@@ -264,13 +274,29 @@ scheduler_pass(bool *first)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "ccrm scheduler: looking for due jobs");
 
-	if (!ccrm_is_ready() || !ccrm_enable_scheduler)
+	/* log each change between "waiting for the extension" and "started" once */
+	if (!ccrm_is_ready())
+	{
+		if (ready != 0)
+			ereport(LOG,
+					(errmsg("ccrm scheduler is waiting for CREATE EXTENSION ccrm in database \"%s\"",
+							get_database_name(MyDatabaseId))));
+		ready = 0;
+		*first = true;
+	}
+	else if (ready != 1)
+	{
+		ereport(LOG,
+				(errmsg("ccrm scheduler started in database \"%s\"", get_database_name(MyDatabaseId))));
+		ready = 1;
+	}
+	if (ready == 0 || !ccrm_enable_scheduler)
 	{
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		pgstat_report_activity(STATE_IDLE, NULL);
-		return ccrm_enable_scheduler ? 10000 : MAX_SLEEP_MS;
+		return ready == 0 ? EXTENSION_POLL_MS : MAX_SLEEP_MS;
 	}
 
 	if (*first)
@@ -388,8 +414,11 @@ scheduler_detach(int code, Datum arg)
 	if (shared == NULL)
 		return;
 	SpinLockAcquire(&shared->mutex);
-	if (shared->latch == MyLatch)
+	if (shared->pid == MyProcPid)
+	{
+		shared->pid = 0;
 		shared->latch = NULL;
+	}
 	SpinLockRelease(&shared->mutex);
 }
 
@@ -398,23 +427,37 @@ ccrm_scheduler_main(Datum arg)
 {
 	bool		first = true;
 	char	   *dbname;
+	pid_t		other = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	dbname = MemoryContextStrdup(TopMemoryContext, ccrm_database_name);
-	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	/* the launcher found the database; if it was dropped since, this fails */
+	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
 	inflight = MemoryContextAllocZero(TopMemoryContext, sizeof(InFlight) * 65);
 
 	if (shared != NULL)
 	{
 		SpinLockAcquire(&shared->mutex);
-		shared->latch = MyLatch;
+		if (shared->pid == 0)
+		{
+			shared->pid = MyProcPid;
+			shared->latch = MyLatch;
+		}
+		else
+			other = shared->pid;
 		SpinLockRelease(&shared->mutex);
+		if (other != 0)
+		{
+			ereport(LOG, (errmsg("ccrm scheduler is running already (PID %d)", (int) other)));
+			proc_exit(0);
+		}
 		before_shmem_exit(scheduler_detach, (Datum) 0);
 	}
-	ereport(LOG, (errmsg("ccrm scheduler started in database \"%s\"", ccrm_database_name)));
+	StartTransactionCommand();
+	dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
+	CommitTransactionCommand();
 
 	for (;;)
 	{
@@ -427,9 +470,10 @@ ccrm_scheduler_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			if (strcmp(dbname, ccrm_database_name) != 0)
 			{
+				/* the launcher starts the next one there (exit 0: no restart) */
 				ereport(LOG,
-						(errmsg("ccrm scheduler restarts to move to database \"%s\"", ccrm_database_name)));
-				proc_exit(1);
+						(errmsg("ccrm scheduler leaves database \"%s\" for \"%s\"", dbname, ccrm_database_name)));
+				proc_exit(0);
 			}
 		}
 		sleep_ms = scheduler_pass(&first);

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * scheduler.h
- *	  The scheduler background worker, its GUCs and its wake-up call.
+ *	  The scheduler background worker, its launcher, its GUCs and its
+ *	  wake-up call.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,5 +22,11 @@ extern void CcrmSchedulerInit(void);
 
 /* Ask the scheduler to look at ccrm.job again when this transaction commits. */
 extern void CcrmSchedulerWakeAtCommit(void);
+
+/* Whether a scheduler process runs (it announces itself in shared memory). */
+extern bool CcrmSchedulerRunning(void);
+
+/* launcher.c: register the process that starts the scheduler in its database */
+extern void CcrmLauncherRegister(void);
 
 #endif							/* CCRM_SCHEDULER_H */

@@ -1,0 +1,212 @@
+/*-------------------------------------------------------------------------
+ *
+ * launcher.c
+ *	  The process that waits for ccrm.database_name and keeps the scheduler
+ *	  running there.
+ *
+ * Registered from shared_preload_libraries, the launcher starts once
+ * recovery has finished (a standby runs nothing; a promoted one starts it).
+ * It is connected to no database, only to the shared catalogs, so it can
+ * look the database up in pg_database without failing when it does not
+ * exist yet: the usual order is to start the server, then create the
+ * database and the extension.  While the database is missing it logs once
+ * and looks again every second; once it exists it starts the scheduler
+ * there as a dynamic background worker (scheduler.c) and sleeps until that
+ * worker stops (bgw_notify_pid wakes it), then looks again.
+ *
+ * Invariants:
+ *	- At most one scheduler runs in the cluster: the launcher starts one only
+ *	  while it has none of its own and no scheduler has announced itself in
+ *	  shared memory (CcrmSchedulerRunning), so a launcher restarted after an
+ *	  error does not start a second one next to the first.
+ *	- A scheduler that stopped for another reason than a move to a new
+ *	  database is started again after RESTART_DELAY_MS, as the postmaster
+ *	  would restart a static worker; nothing here exits while it waits, so
+ *	  the log shows no worker exits while the database is missing.
+ *	- The launcher holds no locks and no transaction while it sleeps.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ccrm.h"
+#include "scheduler.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+PGDLLEXPORT void ccrm_launcher_main(Datum arg);
+
+/* how often a missing database is looked for */
+#define POLL_MS 1000
+/* pause before starting again a scheduler that stopped by itself */
+#define RESTART_DELAY_MS 5000
+
+/* Register the launcher; call from _PG_init under shared_preload_libraries. */
+void
+CcrmLauncherRegister(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "ccrm");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "ccrm_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "ccrm launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "ccrm launcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * The oid of ccrm.database_name, or InvalidOid while it does not exist.
+ * Without a database only a heap scan of the shared catalog is possible
+ * (the relcache knows no indexes), as the logical replication launcher does;
+ * pg_database is small.
+ */
+static Oid
+lookup_database(void)
+{
+	Oid			dboid = InvalidOid;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (strcmp(NameStr(db->datname), ccrm_database_name) == 0)
+		{
+			dboid = db->oid;
+			break;
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return dboid;
+}
+
+static BackgroundWorkerHandle *
+start_scheduler(Oid dboid)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "ccrm");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "ccrm_scheduler_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "ccrm scheduler");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "ccrm scheduler");
+	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	worker.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		return NULL;
+	return handle;
+}
+
+void
+ccrm_launcher_main(Datum arg)
+{
+	BackgroundWorkerHandle *scheduler = NULL;
+	char	   *started_for = NULL; /* ccrm.database_name it was started for */
+	bool		said_waiting = false;
+	bool		said_no_slot = false;
+	TimestampTz not_before = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	for (;;)
+	{
+		long		sleep_ms = POLL_MS;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			said_waiting = false;
+		}
+
+		if (scheduler != NULL)
+		{
+			pid_t		pid;
+
+			if (GetBackgroundWorkerPid(scheduler, &pid) == BGWH_STOPPED)
+			{
+				bool		moved = strcmp(started_for, ccrm_database_name) != 0;
+
+				pfree(scheduler);
+				scheduler = NULL;
+				pfree(started_for);
+				started_for = NULL;
+				/* a move starts at once; anything else as a crashed worker would */
+				not_before = moved ? 0 :
+					TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RESTART_DELAY_MS);
+			}
+			else
+				sleep_ms = -1;	/* woken when it stops, or by a reload */
+		}
+
+		if (scheduler == NULL && GetCurrentTimestamp() >= not_before &&
+			!CcrmSchedulerRunning())
+		{
+			Oid			dboid = lookup_database();
+
+			if (!OidIsValid(dboid))
+			{
+				if (!said_waiting)
+					ereport(LOG,
+							(errmsg("ccrm launcher is waiting for database \"%s\" to be created",
+									ccrm_database_name),
+							 errdetail("The scheduler starts there once the database exists (ccrm.database_name).")));
+				said_waiting = true;
+			}
+			else if ((scheduler = start_scheduler(dboid)) == NULL)
+			{
+				if (!said_no_slot)
+					ereport(LOG,
+							(errmsg("ccrm launcher could not start the scheduler"),
+							 errhint("Raise max_worker_processes.")));
+				said_no_slot = true;
+			}
+			else
+			{
+				started_for = MemoryContextStrdup(TopMemoryContext, ccrm_database_name);
+				said_waiting = false;
+				said_no_slot = false;
+				sleep_ms = -1;
+			}
+		}
+
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (sleep_ms >= 0 ? WL_TIMEOUT : 0),
+						 sleep_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
