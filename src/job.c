@@ -149,14 +149,14 @@ check_uses(const char *job_name, Oid owner, const char *kind, bool group_null, D
 	nulls[0] = group_null ? 'n' : ' ';
 	args[1] = CStringGetTextDatum(kind);
 	args[2] = params;
-	CcrmExecuteAsOwner("SELECT 'target group', g.name, g.owner::pg_catalog.oid FROM ccrm.target_group g"
+	CcrmExecuteAsOwner("SELECT 'target group', g.name, g.owner::pg_catalog.oid, g.id FROM ccrm.target_group g"
 					   " WHERE g.id OPERATOR(pg_catalog.=) $1"
 					   " UNION ALL "
-					   "SELECT 'activity plan', p.name, p.owner::pg_catalog.oid FROM ccrm.activity_plan p"
+					   "SELECT 'activity plan', p.name, p.owner::pg_catalog.oid, p.id FROM ccrm.activity_plan p"
 					   " WHERE $2 OPERATOR(pg_catalog.=) 'create_activities' AND p.group_id OPERATOR(pg_catalog.=) $1"
 					   "   AND p.name OPERATOR(pg_catalog.=) ($3 OPERATOR(pg_catalog.->>) 'plan')"
 					   " UNION ALL "
-					   "SELECT 'formula', f.name, f.owner::pg_catalog.oid FROM ccrm.formula f"
+					   "SELECT 'formula', f.name, f.owner::pg_catalog.oid, f.id FROM ccrm.formula f"
 					   " WHERE $2 OPERATOR(pg_catalog.=) 'run_formulas'"
 					   "   AND f.name OPERATOR(pg_catalog.=) ANY (CASE WHEN pg_catalog.jsonb_typeof($3 OPERATOR(pg_catalog.->) 'formulas')"
 					   "         OPERATOR(pg_catalog.=) 'array' THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text("
@@ -168,7 +168,8 @@ check_uses(const char *job_name, Oid owner, const char *kind, bool group_null, D
 		TupleDesc	tdesc = SPI_tuptable->tupdesc;
 
 		CcrmCheckMayUse(owner, DatumGetObjectId(SPI_getbinval(tup, tdesc, 3, &isnull)), "job", job_name,
-						SPI_getvalue(tup, tdesc, 1), SPI_getvalue(tup, tdesc, 2));
+						SPI_getvalue(tup, tdesc, 1), SPI_getvalue(tup, tdesc, 2),
+						DatumGetInt64(SPI_getbinval(tup, tdesc, 4, &isnull)));
 	}
 }
 

@@ -150,10 +150,16 @@ CcrmCheckOwner(Oid owner, bool is_insert, bool changed, const char *what, const 
 
 void
 CcrmCheckMayUse(Oid role, Oid owner, const char *user_what, const char *user_name,
-				const char *what, const char *name)
+				const char *what, const char *name, int64 id)
 {
 	if (CcrmMayUse(role, owner))
 		return;
+	if (!CcrmMayManage(owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s \"%s\" may not use %s " INT64_FORMAT, user_what, user_name, what, id),
+				 errdetail("It belongs to another role."),
+				 errhint("A definition may use what its owner owns, or what a role its owner is a member of owns.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("%s \"%s\" may not use %s \"%s\"", user_what, user_name, what, name),
@@ -415,7 +421,7 @@ ccrm_owner_trigger(PG_FUNCTION_ARGS)
 
 		SPI_connect();
 		if (!isnull && group_owner(DatumGetInt64(group_id), &gowner, &gname))
-			CcrmCheckMayUse(owner, gowner, what, name, "target group", gname);
+			CcrmCheckMayUse(owner, gowner, what, name, "target group", gname, DatumGetInt64(group_id));
 		SPI_finish();
 	}
 	return PointerGetDatum(row);
@@ -437,6 +443,7 @@ ccrm_group_dependency_trigger(PG_FUNCTION_ARGS)
 	Oid			dep_owner;
 	char	   *name;
 	char	   *dep_name;
+	int64		dep_id;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event) || TRIGGER_FIRED_BY_DELETE(td->tg_event))
@@ -448,9 +455,10 @@ ccrm_group_dependency_trigger(PG_FUNCTION_ARGS)
 	if (CcrmRestoring())
 		return PointerGetDatum(row);
 	SPI_connect();
+	dep_id = DatumGetInt64(row_attr(row, desc, "depends_on", &isnull));
 	if (group_owner(DatumGetInt64(row_attr(row, desc, "group_id", &isnull)), &owner, &name) &&
-		group_owner(DatumGetInt64(row_attr(row, desc, "depends_on", &isnull)), &dep_owner, &dep_name))
-		CcrmCheckMayUse(owner, dep_owner, "target group", name, "target group", dep_name);
+		group_owner(dep_id, &dep_owner, &dep_name))
+		CcrmCheckMayUse(owner, dep_owner, "target group", name, "target group", dep_name, dep_id);
 	SPI_finish();
 	return PointerGetDatum(row);
 }

@@ -34,9 +34,13 @@ extern bool CcrmMayManage(Oid owner);
 extern void CcrmCheckOwner(Oid owner, bool is_insert, bool changed, const char *what,
 						   const char *name);
 
-/* ERROR 42501 unless "role" may use a definition owned by "owner" */
+/*
+ * ERROR 42501 unless "role" may use the definition (what, name, id) owned
+ * by "owner", for the definition (user_what, user_name) that uses it.  A
+ * definition the current user may not see is named by its id only.
+ */
 extern void CcrmCheckMayUse(Oid role, Oid owner, const char *user_what, const char *user_name,
-							const char *what, const char *name);
+							const char *what, const char *name, int64 id);
 
 /* a role's name for messages (its OID, as regrole shows it, when it is gone) */
 extern char *CcrmRoleName(Oid role);
