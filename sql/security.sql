@@ -293,6 +293,12 @@ RESET ROLE;
 SELECT ccrm.revoke_act_as(3, 'sec_alice') AS revoked, ccrm.may_act_as(3, 'sec_alice') AS as_ceo_now;
 SELECT ccrm.may_act_as(3, 'sec_boss') AS boss_as_ceo, ccrm.may_act_as(1, 'sec_mallory') AS mallory_as_alice;
 
+-- Inside a run (a security-restricted operation, as REFRESH MATERIALIZED
+-- VIEW and every ccrm run are) an admin is no admin: it has its own rights only.
+CREATE MATERIALIZED VIEW public.sec_in_run AS SELECT ccrm.is_admin(to_regrole('sec_boss')) AS boss_is_admin;
+SELECT boss_is_admin AS inside_a_run, ccrm.is_admin('sec_boss') AS outside FROM public.sec_in_run;
+DROP MATERIALIZED VIEW public.sec_in_run;
+
 -- Members of a role use its definitions: a team role owns, its members run
 CREATE ROLE sec_team IN ROLE sec_app;
 GRANT sec_team TO sec_mallory;
