@@ -77,13 +77,11 @@ DROP FUNCTION ccrm.schedule_job(text, text, text, text, jsonb, text, text, boole
 ALTER TABLE ccrm.job DISABLE TRIGGER ccrm_job;
 UPDATE ccrm.job
    SET active = false, next_run = NULL,
-       inactive_reason = pg_catalog.format('its owner, role "%s", did not exist when ccrm was updated to 0.5.0', owner),
-       owner = '-'
+       inactive_reason = pg_catalog.format('its owner, role "%s", did not exist when ccrm was updated to 0.5.0', owner)
  WHERE pg_catalog.to_regrole(pg_catalog.quote_ident(owner)) IS NULL;
 ALTER TABLE ccrm.job ALTER COLUMN owner DROP DEFAULT;
 ALTER TABLE ccrm.job ALTER COLUMN owner TYPE regrole
-    USING CASE WHEN owner OPERATOR(pg_catalog.=) '-' THEN 0::pg_catalog.oid::pg_catalog.regrole
-               ELSE pg_catalog.quote_ident(owner)::pg_catalog.regrole END;
+    USING COALESCE(pg_catalog.to_regrole(pg_catalog.quote_ident(owner)), 0::pg_catalog.oid::pg_catalog.regrole);
 ALTER TABLE ccrm.job ALTER COLUMN owner SET DEFAULT pg_catalog.quote_ident(CURRENT_USER)::pg_catalog.regrole;
 ALTER TABLE ccrm.job ENABLE TRIGGER ccrm_job;
 COMMENT ON COLUMN ccrm.job.owner IS 'the role a run executes as (only ccrm admins change it)';
