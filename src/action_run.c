@@ -221,7 +221,7 @@ CcrmRun *
 CcrmRunBeginDirect(const char *kind, int64 group_id, const char *detail)
 {
 	CcrmRun    *run;
-	Oid			types[4] = {TEXTOID, INT8OID, NAMEOID, TEXTOID};
+	Oid			types[4] = {TEXTOID, INT8OID, OIDOID, TEXTOID};
 	Datum		values[4];
 	bool		isnull;
 
@@ -229,10 +229,10 @@ CcrmRunBeginDirect(const char *kind, int64 group_id, const char *detail)
 	run->direct = true;
 	values[0] = CStringGetTextDatum(kind);
 	values[1] = Int64GetDatum(group_id);
-	values[2] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	values[2] = ObjectIdGetDatum(GetUserId());
 	values[3] = CStringGetTextDatum(detail);
 	CcrmExecuteAsOwner("INSERT INTO ccrm.job_run (kind, group_id, trigger, action_time, run_as, status, detail, pid)"
-					   " VALUES ($1, $2, 'direct', pg_catalog.now(), $3, 'running', $4, pg_catalog.pg_backend_pid())"
+					   " VALUES ($1, $2, 'direct', pg_catalog.now(), $3::pg_catalog.regrole, 'running', $4, pg_catalog.pg_backend_pid())"
 					   " RETURNING id", 4, types, values, NULL, SPI_OK_INSERT_RETURNING);
 	run->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	return run;

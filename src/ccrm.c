@@ -22,5 +22,6 @@ _PG_init(void)
 {
 	CcrmSchedulerInit();
 	CcrmActionInit();
+	CcrmPrivilegeInit();
 	MarkGUCPrefixReserved("ccrm");
 }
