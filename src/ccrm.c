@@ -8,6 +8,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "messaging.h"
 #include "scheduler.h"
 
 #include "fmgr.h"
@@ -22,5 +23,6 @@ _PG_init(void)
 {
 	CcrmSchedulerInit();
 	CcrmActionInit();
+	MsgOutboxInit();
 	MarkGUCPrefixReserved("ccrm");
 }
