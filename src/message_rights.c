@@ -158,7 +158,8 @@ MsgCheckMaySend(const char *channel)
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("permission denied to send messages of channel \"%s\"", channel),
+			 channel ? errmsg("permission denied to send messages of channel \"%s\"", channel)
+			 : errmsg("permission denied to complete messages"),
 			 errdetail("Claiming and completing messages is for outside senders: superusers, ccrm admins "
 					   "and members of the role named by ccrm.sender_role."),
 			 errhint("A superuser may set ccrm.sender_role and grant that role to the sender.")));
