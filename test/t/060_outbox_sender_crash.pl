@@ -32,6 +32,7 @@ sub crash_and_restart
 	for (1 .. 120)
 	{
 		return if $node->start(fail_ok => 1);
+		$node->{_pid} = undef;	# a failed start read the dead postmaster's pid file
 		sleep 0.5;
 	}
 	BAIL_OUT("the server did not start again after SIGKILL");
