@@ -8,6 +8,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "messaging.h"
 #include "scheduler.h"
 
 #include "fmgr.h"
@@ -23,5 +24,6 @@ _PG_init(void)
 	CcrmSchedulerInit();
 	CcrmActionInit();
 	CcrmPrivilegeInit();
+	MsgOutboxInit();
 	MarkGUCPrefixReserved("ccrm");
 }
