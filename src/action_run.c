@@ -355,7 +355,9 @@ update_sql(CcrmUpdate *upd, bool audit, int new_param)
 	}
 	/*
 	 * The old values come from the same row version through a TID self-join
-	 * (o): no second index lookup, no materialised CTE.  Should another
+	 * (o) on tableoid and ctid (a ctid is unique only within one table, and a
+	 * registered entity may be partitioned or have inheritance children): no
+	 * second index lookup, no materialised CTE.  Should another
 	 * transaction update a row while its batch runs, the re-check after the
 	 * wait sees a new ctid and leaves that row alone (neither changed nor
 	 * audited), so the audit never holds a wrong old value.
@@ -364,7 +366,7 @@ update_sql(CcrmUpdate *upd, bool audit, int new_param)
 					 "WITH u AS ("
 					 "  UPDATE %s t SET %s FROM %s o"
 					 "   WHERE t.%s OPERATOR(pg_catalog.=) ANY (%s)"
-					 "     AND o.ctid OPERATOR(pg_catalog.=) t.ctid"
+					 "     AND o.ctid OPERATOR(pg_catalog.=) t.ctid AND o.tableoid OPERATOR(pg_catalog.=) t.tableoid"
 					 "     AND ROW(%s) IS DISTINCT FROM ROW(%s)"
 					 "  RETURNING t.%s::pg_catalog.int8 AS k, pg_catalog.jsonb_build_object(%s) AS old",
 					 ent->qualname, set.data, ent->qualname, key, upd->key_sql, cur.data, val.data,

@@ -1,0 +1,37 @@
+-- Audit and undo of runs that change fields: partitioned and inherited
+-- registered entities, undo in another time zone than the run's.
+CREATE EXTENSION ccrm;
+
+-- A partitioned entity: rows of two partitions share ctids, and every row
+-- must be audited with its own old values and restored to them.
+CREATE TABLE public.ticket (id bigint PRIMARY KEY, status text, due timestamptz) PARTITION BY RANGE (id);
+CREATE TABLE public.ticket_low PARTITION OF public.ticket FOR VALUES FROM (1) TO (100);
+CREATE TABLE public.ticket_high PARTITION OF public.ticket FOR VALUES FROM (100) TO (200);
+INSERT INTO public.ticket VALUES (1, 'open', NULL), (100, 'pending', NULL), (2, 'new', NULL), (101, 'waiting', NULL);
+SELECT id, tableoid::regclass AS partition, ctid FROM public.ticket ORDER BY ctid, id;
+SELECT ccrm.register_entity('ticket', 'public.ticket', 'id');
+SELECT ccrm.create_target_group('Tickets', 'ticket', '{"field": "id", "op": "gt", "value": 0}');
+SELECT added FROM ccrm.refresh_target_group('Tickets');
+SELECT ccrm.mass_update('Tickets', 'ticket', '{"status": "closed"}') AS run \gset
+SELECT counts->'updated' AS updated FROM ccrm.job_run WHERE id = :run;
+SELECT record_id, old_values, new_values FROM ccrm.run_audit WHERE run_id = :run ORDER BY record_id;
+SELECT * FROM ccrm.undo_run(:run);
+SELECT id, status FROM public.ticket ORDER BY id;
+
+-- An entity with an inheritance child: the parent's and the child's rows
+-- share ctids too.
+CREATE TABLE public.asset (id bigint PRIMARY KEY, label text);
+CREATE TABLE public.asset_archived (PRIMARY KEY (id)) INHERITS (public.asset);
+INSERT INTO public.asset VALUES (1, 'desk'), (2, 'lamp');
+INSERT INTO public.asset_archived VALUES (11, 'old desk'), (12, 'old lamp');
+SELECT id, tableoid::regclass AS table, ctid FROM public.asset ORDER BY ctid, id;
+SELECT ccrm.register_entity('asset', 'public.asset', 'id');
+SELECT ccrm.create_target_group('Assets', 'asset', '{"field": "id", "op": "gt", "value": 0}');
+SELECT added FROM ccrm.refresh_target_group('Assets');
+SELECT ccrm.mass_update('Assets', 'asset', '{"label": "sold"}') AS run \gset
+SELECT record_id, old_values FROM ccrm.run_audit WHERE run_id = :run ORDER BY record_id;
+SELECT * FROM ccrm.undo_run(:run);
+SELECT id, label FROM public.asset ORDER BY id;
+
+DROP EXTENSION ccrm CASCADE;
+DROP TABLE public.ticket, public.asset CASCADE;
