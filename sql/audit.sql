@@ -33,5 +33,32 @@ SELECT record_id, old_values FROM ccrm.run_audit WHERE run_id = :run ORDER BY re
 SELECT * FROM ccrm.undo_run(:run);
 SELECT id, label FROM public.asset ORDER BY id;
 
+-- Undo in another time zone than the run's: timestamptz values, columns
+-- and custom fields, are compared as instants, however they are rendered.
+SELECT ccrm.set_setting('time_zone', 'Europe/Helsinki');
+SELECT ccrm.define_field('contact', 'seen_at', 'timestamptz');
+INSERT INTO ccrm.contact (id, firstname, attrs) VALUES
+    (1, 'Aino', '{"seen_at": "2026-01-05 10:00+00"}'), (2, 'Bert', '{}');
+SELECT ccrm.create_target_group('Contacts', 'contact', '{"field": "id", "op": "gt", "value": 0}');
+SELECT added FROM ccrm.refresh_target_group('Contacts');
+SET TimeZone = 'UTC';
+SELECT ccrm.mass_update('Tickets', 'ticket', '{"due": "2026-03-01 12:00+00"}') AS due_run \gset
+SELECT ccrm.mass_update('Contacts', 'contact', '{"seen_at": "2026-03-02 08:30+00"}') AS seen_run \gset
+-- the run wrote in its own zone (the setting), whatever the session's was
+SELECT record_id, old_values, new_values FROM ccrm.run_audit WHERE run_id IN (:due_run, :seen_run)
+ ORDER BY run_id, record_id;
+SET TimeZone = 'America/New_York';
+-- ticket 2 was changed since (another instant): the only conflict
+UPDATE public.ticket SET due = '2026-03-01 12:00:01+00' WHERE id = 2;
+-- contact 1 got the same instant again, written in this zone
+UPDATE ccrm.contact SET attrs = jsonb_set(attrs, '{seen_at}', to_jsonb('2026-03-02 08:30+00'::timestamptz)) WHERE id = 1;
+SELECT attrs FROM ccrm.contact ORDER BY id;
+SELECT * FROM ccrm.undo_run(:due_run);
+SELECT * FROM ccrm.undo_run(:seen_run);
+SET TimeZone = 'UTC';
+SELECT id, due FROM public.ticket ORDER BY id;
+SELECT id, (attrs->>'seen_at')::timestamptz AS seen_at FROM ccrm.contact ORDER BY id;
+RESET TimeZone;
+
 DROP EXTENSION ccrm CASCADE;
 DROP TABLE public.ticket, public.asset CASCADE;
