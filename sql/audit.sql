@@ -60,5 +60,39 @@ SELECT id, due FROM public.ticket ORDER BY id;
 SELECT id, (attrs->>'seen_at')::timestamptz AS seen_at FROM ccrm.contact ORDER BY id;
 RESET TimeZone;
 
+-- What an audited update cannot change is counted by reason, in the run's
+-- counts and a NOTICE: rows a BEFORE UPDATE trigger skips, rows that row
+-- level security shows but does not let the caller update.  (Rows deleted
+-- or updated by other sessions during the run: isolation spec
+-- mass_update_concurrent.)
+CREATE TABLE public.note (id bigint PRIMARY KEY, owner name NOT NULL, body text);
+INSERT INTO public.note VALUES (1, 'ccrm_audit_clerk', 'a'), (2, 'ccrm_audit_clerk', 'frozen'),
+    (3, 'someone_else', 'b'), (4, 'ccrm_audit_clerk', 'c');
+CREATE FUNCTION public.keep_frozen() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN IF OLD.body = 'frozen' THEN RETURN NULL; END IF; RETURN NEW; END $$;
+CREATE TRIGGER keep_frozen BEFORE UPDATE ON public.note FOR EACH ROW EXECUTE FUNCTION public.keep_frozen();
+ALTER TABLE public.note ENABLE ROW LEVEL SECURITY;
+CREATE POLICY note_read ON public.note FOR SELECT USING (true);
+CREATE POLICY note_edit ON public.note FOR UPDATE USING (owner = current_user);
+SELECT ccrm.register_entity('note', 'public.note', 'id');
+SELECT ccrm.create_target_group('Notes', 'note', '{"field": "id", "op": "gt", "value": 0}');
+SELECT added FROM ccrm.refresh_target_group('Notes');
+CREATE ROLE ccrm_audit_clerk;
+GRANT SELECT, UPDATE ON public.note TO ccrm_audit_clerk;
+GRANT SELECT ON ALL TABLES IN SCHEMA ccrm TO ccrm_audit_clerk;
+SET ROLE ccrm_audit_clerk;
+SELECT ccrm.mass_update('Notes', 'note', '{"body": "done"}') AS note_run \gset
+SELECT counts->'updated' AS updated, counts->'skipped' AS skipped FROM ccrm.job_run WHERE id = :note_run;
+SELECT record_id, old_values FROM ccrm.run_audit WHERE run_id = :note_run ORDER BY record_id;
+SELECT * FROM ccrm.undo_run(:note_run);
+-- without audit the same rows are left alone, as by any UPDATE, uncounted
+SELECT ccrm.mass_update('Notes', 'note', '{"body": "done"}', audit => false) AS note_run2 \gset
+SELECT counts->'updated' AS updated, counts->'skipped' AS skipped FROM ccrm.job_run WHERE id = :note_run2;
+RESET ROLE;
+SELECT id, owner, body FROM public.note ORDER BY id;
+
 DROP EXTENSION ccrm CASCADE;
-DROP TABLE public.ticket, public.asset CASCADE;
+DROP TABLE public.ticket, public.asset, public.note CASCADE;
+DROP FUNCTION public.keep_frozen();
+DROP OWNED BY ccrm_audit_clerk;
+DROP ROLE ccrm_audit_clerk;
