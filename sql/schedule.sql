@@ -74,5 +74,13 @@ SELECT * FROM pg_temp.err($$SELECT ccrm.next_runs('0 0 * * *; DROP TABLE ccrm.jo
 SELECT * FROM pg_temp.err($$SELECT ccrm.next_runs(NULL)$$);
 SELECT * FROM pg_temp.err($$SELECT ccrm.next_runs('@daily', 1, 'Mars/Olympus')$$);
 SELECT * FROM pg_temp.err($$SELECT ccrm.next_runs('@daily', -1)$$);
+-- "after" must be finite; nothing fires past the end of the timestamp range
+SET timezone = 'UTC';
+SELECT * FROM pg_temp.err($$SELECT ccrm.next_runs('0 11 * * *', 2, 'UTC', '-infinity')$$);
+SELECT * FROM pg_temp.err($$SELECT ccrm.next_runs('30 seconds', 2, 'UTC', 'infinity')$$);
+SELECT * FROM ccrm.next_runs('0 11 * * *', 3, 'UTC', '294276-12-31 10:00+00');
+SELECT * FROM ccrm.next_runs('30 seconds', 3, 'UTC', '294276-12-31 23:59:00+00');
+SELECT * FROM ccrm.next_runs('0 11 * * *', 2, 'UTC', '4713-01-01 00:00+00 BC');
+RESET timezone;
 
 DROP EXTENSION ccrm CASCADE;

@@ -460,6 +460,41 @@ note_keys(StringInfo buf, int *count, ArrayType *keys)
 			appendStringInfo(buf, "%s" INT64_FORMAT, buf->len ? ", " : "", DatumGetInt64(elems[i]));
 }
 
+/*
+ * Rules rewrite what an UPDATE of the target does: a DO INSTEAD rule makes
+ * it something else altogether, and an audited update (a data-modifying
+ * WITH) cannot run under any rule.  Say so plainly, before anything runs.
+ */
+static void
+check_rules(const CcrmUpdate *upd, bool audit)
+{
+	Oid			type = OIDOID;
+	Datum		arg = ObjectIdGetDatum(upd->target->relid);
+	bool		isnull;
+	bool		instead;
+
+	if (SPI_execute_with_args("SELECT pg_catalog.bool_or(is_instead) FROM pg_catalog.pg_rewrite"
+							  " WHERE ev_class OPERATOR(pg_catalog.=) $1 AND ev_type OPERATOR(pg_catalog.=) '2'",
+							  1, &type, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the rules of %s", upd->target->qualname);
+	instead = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull)
+		return;
+	if (instead)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot update %s: a DO INSTEAD rule on table %s rewrites its updates",
+						upd->target->name, upd->target->qualname),
+				 errhint("Updates of an entity must reach its table; use a trigger instead of the rule.")));
+	if (audit)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot update %s with audit: table %s has an ON UPDATE rule",
+						upd->target->name, upd->target->qualname),
+				 errdetail("An audited update reads and writes in one statement, which PostgreSQL does not allow on a table with rules."),
+				 errhint("Run it with audit off, or use a trigger instead of the rule.")));
+}
+
 /* What the reasons a row was skipped are called in counts and NOTICEs. */
 static const char *const skip_names[CCRM_SKIP_REASONS] = {"deleted", "row security", "trigger"};
 static const char *const skip_why[CCRM_SKIP_REASONS] = {
@@ -534,6 +569,7 @@ CcrmRunUpdate(CcrmRun *run, CcrmGroup *group, CcrmUpdate *upd, bool audit)
 	}
 	nulls[0] = ' ';
 
+	check_rules(upd, audit);
 	plan = SPI_prepare_cursor(update_sql(upd, upd->key_sql, audit, new_param), nargs, types,
 							  CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
@@ -571,6 +607,11 @@ CcrmRunUpdate(CcrmRun *run, CcrmGroup *group, CcrmUpdate *upd, bool audit)
 		{
 			int			ret = SPI_execute_plan(plan, values, nulls, false, 0);
 
+			if (ret == SPI_OK_REWRITTEN)	/* a rule made since check_rules */
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot update %s: a DO INSTEAD rule on table %s rewrites its updates",
+								upd->target->name, upd->target->qualname)));
 			if (ret != SPI_OK_UPDATE)
 				elog(ERROR, "could not update %s: %s", upd->target->name, SPI_result_code_string(ret));
 			changed += SPI_processed;

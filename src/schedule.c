@@ -332,13 +332,22 @@ CcrmScheduleNext(const CcrmSchedule *s, TimestampTz after, pg_tz *tz)
 	pg_time_t	after_local;
 	int			jd0;
 
+	/* an infinite "after" has no next time; nothing fires after the end of time */
+	if (TIMESTAMP_NOT_FINITE(after))
+		return DT_NOEND;
 	if (s->interval_secs > 0)
-		return after + (TimestampTz) s->interval_secs * USECS_PER_SEC;
+	{
+		TimestampTz next = after + (TimestampTz) s->interval_secs * USECS_PER_SEC;
+
+		return IS_VALID_TIMESTAMP(next) ? next : DT_NOEND;
+	}
 
 	after_t = timestamptz_to_time_t(after);
 	tm = pg_localtime(&after_t, tz);
 	if (tm == NULL)
-		elog(ERROR, "could not convert a time to local time");
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("time %s cannot be read in time zone %s", timestamptz_to_str(after), pg_get_timezone_name(tz))));
 	after_local = after_t + tm->tm_gmtoff;
 	jd0 = date2j(tm->tm_year + 1900, tm->tm_mon + 1, tm->tm_mday);
 
@@ -380,6 +389,8 @@ CcrmScheduleNext(const CcrmSchedule *s, TimestampTz after, pg_tz *tz)
 					continue;
 				at = local_to_instant(day_local + h * SECS_PER_HOUR + m * SECS_PER_MINUTE, tz);
 				ts = time_t_to_timestamptz(at);
+				if (!IS_VALID_TIMESTAMP(ts))
+					return DT_NOEND;	/* past the end of time */
 				if (ts > after)
 					return ts;
 			}
@@ -412,6 +423,11 @@ ccrm_next_runs(PG_FUNCTION_ARGS)
 	tz = PG_ARGISNULL(2) ? CcrmSettingTimeZone()
 		: CcrmTimeZone(text_to_cstring(PG_GETARG_TEXT_PP(2)), false);
 	at = PG_ARGISNULL(3) ? GetCurrentTransactionStartTimestamp() : PG_GETARG_TIMESTAMPTZ(3);
+	if (TIMESTAMP_NOT_FINITE(at))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("after must be a finite time, not %s", timestamptz_to_str(at)),
+				 errhint("Give the instant to count from, such as now() or '2026-01-01 00:00+00'.")));
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	for (int i = 0; i < count; i++)

@@ -34,7 +34,8 @@ extern void CcrmScheduleParse(const char *spec, CcrmSchedule *out);
  * cron fields as wall-clock time in tz.  A wall-clock time skipped by a DST
  * change fires at the first instant after the gap; one that occurs twice
  * fires once, at its first occurrence.  Intervals fire "after" + N seconds.
- * Returns DT_NOEND when a cron expression never fires.
+ * Returns DT_NOEND when a cron expression never fires, when the next time
+ * would be past the end of the timestamp range, and for an infinite after.
  */
 extern TimestampTz CcrmScheduleNext(const CcrmSchedule *s, TimestampTz after, pg_tz *tz);
 
