@@ -633,6 +633,8 @@ run_formulas(CcrmRun *run, CcrmGroup *group, ArrayType *names, bool audit)
 {
 	int			nestlevel = CcrmPushSafeSearchPath();
 	List	   *rows;
+	List	   *done_names = NIL;
+	List	   *updates = NIL;
 	ListCell   *lc;
 	StringInfoData counts;
 
@@ -662,8 +664,12 @@ run_formulas(CcrmRun *run, CcrmGroup *group, ArrayType *names, bool audit)
 			appendStringInfoString(&counts, ", ");
 		escape_json(&counts, r->name);
 		appendStringInfo(&counts, ": " INT64_FORMAT, n);
+		done_names = lappend(done_names, r->name);
+		updates = lappend(updates, upd);
 	}
-	appendStringInfoString(&counts, "}}");
+	appendStringInfoChar(&counts, '}');
+	CcrmAppendSkipped(&counts, done_names, updates);
+	appendStringInfoChar(&counts, '}');
 	CcrmPopSearchPath(nestlevel);
 	return CcrmJsonbFromCString(counts.data);
 }

@@ -53,7 +53,10 @@ get_attr(HeapTuple tup, TupleDesc desc, const char *name, bool *isnull)
 	int			attno = SPI_fnumber(desc, name);
 
 	if (attno <= 0)
-		elog(ERROR, "ccrm.job has no column \"%s\"", name);
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("ccrm.job_trigger() fired on a table without column \"%s\"", name),
+				 errhint("It is the trigger of ccrm.job only.")));
 	return heap_getattr(tup, attno, desc, isnull);
 }
 
@@ -311,8 +314,10 @@ ccrm_job_trigger(PG_FUNCTION_ARGS)
 	int			ncols = 0;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		elog(ERROR, "ccrm_job_trigger must be a BEFORE ROW trigger");
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("ccrm.job_trigger() must be a BEFORE INSERT OR UPDATE row trigger")));
 
 	desc = RelationGetDescr(trigdata->tg_relation);
 	is_insert = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event);

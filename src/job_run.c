@@ -766,7 +766,9 @@ ccrm_run_job(PG_FUNCTION_ARGS)
 				 errdetail("A job never runs twice at the same time."),
 				 errhint("Wait for the run to finish; see ccrm.job_run.")));
 	if (run_id == 0)
-		elog(ERROR, "job %lld vanished while it was started", (long long) job_id);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("job \"%s\" was deleted while it was being started", name)));
 
 	args[0] = Int64GetDatum(run_id);
 	CcrmExecuteAsOwner("SELECT * FROM ccrm.job_run WHERE id OPERATOR(pg_catalog.=) $1",
