@@ -75,11 +75,13 @@ ALTER TABLE public.note ENABLE ROW LEVEL SECURITY;
 CREATE POLICY note_read ON public.note FOR SELECT USING (true);
 CREATE POLICY note_edit ON public.note FOR UPDATE USING (owner = current_user);
 SELECT ccrm.register_entity('note', 'public.note', 'id');
-SELECT ccrm.create_target_group('Notes', 'note', '{"field": "id", "op": "gt", "value": 0}');
-SELECT added FROM ccrm.refresh_target_group('Notes');
 CREATE ROLE ccrm_audit_clerk;
 GRANT SELECT, UPDATE ON public.note TO ccrm_audit_clerk;
 GRANT SELECT ON ALL TABLES IN SCHEMA ccrm TO ccrm_audit_clerk;
+-- the clerk's own group (a role runs only the definitions it may use)
+SELECT ccrm.create_target_group('Notes', 'note', '{"field": "id", "op": "gt", "value": 0}');
+UPDATE ccrm.target_group SET owner = 'ccrm_audit_clerk' WHERE name = 'Notes';
+SELECT added FROM ccrm.refresh_target_group('Notes');
 SET ROLE ccrm_audit_clerk;
 SELECT ccrm.mass_update('Notes', 'note', '{"body": "done"}') AS note_run \gset
 SELECT counts->'updated' AS updated, counts->'skipped' AS skipped FROM ccrm.job_run WHERE id = :note_run;

@@ -234,7 +234,8 @@ MsgSourceCreate(CcrmEntity *ent, const char *subject, const char *body, const ch
 		if (has_sender)
 			ActivityFetchSlots(src->ac, MSG_SRC_SENDER,
 							   "ccrm.crm_user s WHERE s.id OPERATOR(pg_catalog.=) $1",
-							   INT8OID, Int64GetDatum(sender_id), src->sender_values);
+							   INT8OID, Int64GetDatum(sender_id), src->sender_values,
+							   GetMemoryChunkContext(src->sender_values));
 	}
 	return src;
 }
