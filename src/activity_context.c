@@ -20,6 +20,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "activity_context.h"
 
 #include "catalog/namespace.h"
@@ -178,7 +179,7 @@ ccrm_render_template(PG_FUNCTION_ARGS)
 	tpl = CcrmTemplateParse(ac->tpl, text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_BOOL(5), "template");
 	values = palloc0(sizeof(char *) * (list_length(ac->tpl->slots) + 1));
 
-	SPI_connect();
+	CcrmSPIConnect();
 	nestlevel = CcrmPushSafeSearchPath();
 	CcrmUseConfiguredTimeZone();
 	{

@@ -9,6 +9,7 @@
  */
 #include "ccrm.h"
 #include "scheduler.h"
+#include "spi_debug.h"
 
 #include "fmgr.h"
 #include "utils/guc.h"
@@ -22,5 +23,6 @@ _PG_init(void)
 {
 	CcrmSchedulerInit();
 	CcrmActionInit();
+	CcrmSPIDebugInit();		/* test build only: poison what SPI frees */
 	MarkGUCPrefixReserved("ccrm");
 }

@@ -14,6 +14,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "job.h"
 #include "schedule.h"
 #include "scheduler.h"
@@ -229,7 +230,7 @@ ccrm_job_trigger(PG_FUNCTION_ARGS)
 	vals = palloc(sizeof(Datum) * natts);
 	nulls = palloc0(sizeof(bool) * natts);
 
-	SPI_connect();
+	CcrmSPIConnect();
 
 	check_owner(owner, is_insert || attr_changed(newtup, oldtup, desc, "owner"));
 
@@ -332,7 +333,7 @@ ccrm_job_id(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int64		id;
 
-	SPI_connect();
+	CcrmSPIConnect();
 	if (SPI_execute_with_args("SELECT id FROM ccrm.job WHERE name OPERATOR(pg_catalog.=) $1",
 							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read ccrm.job");
@@ -396,7 +397,7 @@ ccrm_job_check_activities(PG_FUNCTION_ARGS)
 		args[1] = PointerGetDatum(cstring_to_text_with_len(plan->val.string.val, plan->val.string.len));
 		nulls[1] = ' ';
 	}
-	SPI_connect();
+	CcrmSPIConnect();
 	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM ccrm.activity_plan"
 							  " WHERE group_id OPERATOR(pg_catalog.=) $1"
 							  "   AND ($2 IS NULL AND active OR name OPERATOR(pg_catalog.=) $2))",

@@ -26,6 +26,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "job.h"
 #include "schedule.h"
 #include "scheduler.h"
@@ -137,7 +138,7 @@ commit_step(CcrmRunMode *mode)
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		StartTransactionCommand();
-		SPI_connect();
+		CcrmSPIConnect();
 		PushActiveSnapshot(GetTransactionSnapshot());
 	}
 	else
@@ -690,7 +691,7 @@ ccrm_run_job(PG_FUNCTION_ARGS)
 	char	   *name;
 	HeapTupleHeader result;
 
-	SPI_connect();
+	CcrmSPIConnect();
 	args[0] = Int64GetDatum(job_id);
 	/* as the caller: row level security shows only their own jobs */
 	if (SPI_execute_with_args("SELECT owner::pg_catalog.text, name FROM ccrm.job WHERE id OPERATOR(pg_catalog.=) $1",
@@ -740,7 +741,7 @@ ccrm_run_due_jobs(PG_FUNCTION_ARGS)
 		!((CallContext *) fcinfo->context)->atomic)
 		mode.atomic = false;
 
-	SPI_connect_ext(mode.atomic ? 0 : SPI_OPT_NONATOMIC);
+	CcrmSPIConnectExt(mode.atomic ? 0 : SPI_OPT_NONATOMIC);
 	(void) CcrmMarkInterrupted();
 	run_due_jobs(&mode, superuser() ? InvalidOid : GetUserId());
 	if (superuser())
