@@ -26,11 +26,12 @@ as_pg() {
 	else as_root runuser -u "$PG_USER" -- "$@"; fi
 }
 
-# Debian packages the build, the tests and the demo need.
+# Debian packages the build, the tests and the demo need, and those given
+# as arguments (e.g. valgrind for bin/test valgrind).
 ensure_packages() {
 	local want=() pkg
 	for pkg in build-essential postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR \
-		postgresql-$PG_MAJOR-cron libipc-run-perl; do
+		postgresql-$PG_MAJOR-cron libipc-run-perl "$@"; do
 		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || want+=("$pkg")
 	done
 	if [ ${#want[@]} -gt 0 ]; then
