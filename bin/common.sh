@@ -26,7 +26,8 @@ as_pg() {
 	else as_root runuser -u "$PG_USER" -- "$@"; fi
 }
 
-# Debian packages the build, the tests and the demo need, plus any named.
+# Debian packages the build, the tests and the demo need, and those given
+# as arguments (e.g. valgrind for bin/test valgrind).
 ensure_packages() {
 	local want=() pkg
 	for pkg in build-essential postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR \

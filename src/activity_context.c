@@ -20,6 +20,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "activity_context.h"
 
 #include "catalog/namespace.h"
@@ -183,7 +184,7 @@ ccrm_render_template(PG_FUNCTION_ARGS)
 	values = palloc0(sizeof(char *) * (list_length(ac->tpl->slots) + 1));
 	caller = CurrentMemoryContext;
 
-	SPI_connect();
+	CcrmSPIConnect();
 	nestlevel = CcrmPushSafeSearchPath();
 	CcrmUseConfiguredTimeZone();
 	{

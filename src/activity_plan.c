@@ -27,6 +27,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "activity_context.h"
 #include "setting.h"
 #include "slots.h"
@@ -308,7 +309,7 @@ ccrm_activity_plan_trigger(PG_FUNCTION_ARGS)
 		return PointerGetDatum(row);
 
 	plan_from_tuple(&p, row, RelationGetDescr(td->tg_relation));
-	SPI_connect();
+	CcrmSPIConnect();
 	read_group(&p);
 	(void) check_plan(&p, &subject, &description);
 	SPI_finish();
@@ -329,7 +330,7 @@ ccrm_activity_plan_id(PG_FUNCTION_ARGS)
 				 errmsg("group and plan must not be null")));
 	args[0] = PG_GETARG_DATUM(0);
 	args[1] = PG_GETARG_DATUM(1);
-	SPI_connect();
+	CcrmSPIConnect();
 	if (SPI_execute_with_args("SELECT p.id FROM ccrm.activity_plan p"
 							  "  JOIN ccrm.target_group g ON g.id OPERATOR(pg_catalog.=) p.group_id"
 							  " WHERE g.name OPERATOR(pg_catalog.=) $1 AND p.name OPERATOR(pg_catalog.=) $2",
@@ -877,7 +878,7 @@ ccrm_create_activities(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 
 	caller = CurrentMemoryContext;
-	SPI_connect();
+	CcrmSPIConnect();
 	nestlevel = CcrmPushSafeSearchPath();
 	CcrmUseConfiguredTimeZone();
 

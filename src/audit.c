@@ -23,6 +23,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "action_run.h"
 
 #include "access/htup_details.h"
@@ -175,7 +176,7 @@ ccrm_undo_run(PG_FUNCTION_ARGS)
 	run_id = PG_GETARG_INT64(0);
 	InitMaterializedSRF(fcinfo, 0);
 
-	SPI_connect();
+	CcrmSPIConnect();
 	nestlevel = CcrmPushSafeSearchPath();
 	args[0] = Int64GetDatum(run_id);
 	if (SPI_execute_with_args("SELECT status FROM ccrm.job_run WHERE id OPERATOR(pg_catalog.=) $1",
@@ -307,7 +308,7 @@ ccrm_purge_audit(PG_FUNCTION_ARGS)
 		older = PG_GETARG_INTERVAL_P(0);
 	arg = IntervalPGetDatum(older);
 
-	SPI_connect();
+	CcrmSPIConnect();
 	if (SPI_execute_with_args("WITH gone AS ("
 							  "  DELETE FROM ccrm.run_audit a"
 							  "   WHERE NOT EXISTS (SELECT 1 FROM ccrm.job_run r"

@@ -10,6 +10,7 @@
 #include "ccrm.h"
 #include "messaging.h"
 #include "scheduler.h"
+#include "spi_debug.h"
 
 #include "fmgr.h"
 #include "utils/guc.h"
@@ -25,5 +26,6 @@ _PG_init(void)
 	CcrmActionInit();
 	CcrmPrivilegeInit();
 	MsgOutboxInit();
+	CcrmSPIDebugInit();		/* test build only: poison what SPI frees */
 	MarkGUCPrefixReserved("ccrm");
 }

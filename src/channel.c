@@ -19,6 +19,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "messaging.h"
 
 #include "catalog/pg_type.h"
@@ -99,7 +100,7 @@ MsgChannelLookup(const char *name, const char *medium)
 	MsgChannel *ch = palloc0(sizeof(MsgChannel));
 	bool		found;
 
-	SPI_connect();
+	CcrmSPIConnect();
 	found = read_channel(name, medium, ch, cxt);
 	SPI_finish();
 	if (!found && name)
@@ -165,7 +166,7 @@ ccrm_create_channel(PG_FUNCTION_ARGS)
 	MsgCheckMedium(medium, "medium");
 	check_delivery(delivery);
 
-	SPI_connect();
+	CcrmSPIConnect();
 	if (read_channel(name, NULL, &existing, CurrentMemoryContext))
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
@@ -213,7 +214,7 @@ ccrm_alter_channel(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(5))
 		check_name(text_to_cstring(PG_GETARG_TEXT_PP(5)));
 
-	SPI_connect();
+	CcrmSPIConnect();
 	if (!read_channel(name, NULL, &ch, CurrentMemoryContext))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -251,7 +252,7 @@ ccrm_drop_channel(PG_FUNCTION_ARGS)
 	bool		isnull;
 
 	MsgCheckAdmin("drop a channel");
-	SPI_connect();
+	CcrmSPIConnect();
 	if (!read_channel(name, NULL, &ch, CurrentMemoryContext))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

@@ -24,6 +24,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "entity.h"
 
 #include "access/htup_details.h"
@@ -201,7 +202,7 @@ load_field_defs(const char *entity, MemoryContext cxt)
 	Datum		args[1];
 
 	args[0] = CStringGetTextDatum(entity);
-	SPI_connect();
+	CcrmSPIConnect();
 	if (SPI_execute_with_args("SELECT name, type FROM ccrm.custom_field"
 							  " WHERE entity OPERATOR(pg_catalog.=) $1 ORDER BY name",
 							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
@@ -430,7 +431,7 @@ ccrm_define_field(PG_FUNCTION_ARGS)
 	args[0] = CStringGetTextDatum(entity);
 	args[1] = CStringGetTextDatum(name);
 	args[2] = CStringGetTextDatum(type);
-	SPI_connect();
+	CcrmSPIConnect();
 	if (SPI_execute_with_args("INSERT INTO ccrm.custom_field (entity, name, type) VALUES ($1, $2, $3)",
 							  3, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert into ccrm.custom_field");
@@ -503,7 +504,7 @@ ccrm_drop_field(PG_FUNCTION_ARGS)
 
 	args[0] = CStringGetTextDatum(entity);
 	args[1] = CStringGetTextDatum(name);
-	SPI_connect();
+	CcrmSPIConnect();
 	if (SPI_execute_with_args("DELETE FROM ccrm.custom_field WHERE entity OPERATOR(pg_catalog.=) $1"
 							  " AND name OPERATOR(pg_catalog.=) $2",
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)

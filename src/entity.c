@@ -17,6 +17,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "entity.h"
 
 #include "access/genam.h"
@@ -121,7 +122,7 @@ CcrmEntityLookup(const char *name, bool missing_ok)
 	AttrNumber	attrs_attnum;
 
 	args[0] = CStringGetTextDatum(name);
-	SPI_connect();
+	CcrmSPIConnect();
 	if (SPI_execute_with_args("SELECT relid::oid, key_column, contact_column, account_column,"
 							  "       owner_column, created_column, builtin"
 							  "  FROM ccrm.entity WHERE name OPERATOR(pg_catalog.=) $1",
@@ -166,7 +167,7 @@ CcrmEntityLookup(const char *name, bool missing_ok)
 
 	if (ent->has_attrs)
 	{
-		SPI_connect();
+		CcrmSPIConnect();
 		if (SPI_execute_with_args("SELECT name, type FROM ccrm.custom_field"
 								  " WHERE entity OPERATOR(pg_catalog.=) $1 ORDER BY name",
 								  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
@@ -216,7 +217,7 @@ CcrmEntityNames(void)
 	MemoryContext cxt = CurrentMemoryContext;
 	List	   *names = NIL;
 
-	SPI_connect();
+	CcrmSPIConnect();
 	if (SPI_execute("SELECT name FROM ccrm.entity ORDER BY name", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read ccrm.entity");
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -483,7 +484,7 @@ ccrm_register_entity(PG_FUNCTION_ARGS)
 		nulls[3 + i] = cols[i] ? ' ' : 'n';
 	}
 
-	SPI_connect();
+	CcrmSPIConnect();
 	if (SPI_execute_with_args("SELECT 1 FROM ccrm.entity WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
 							  1, &argtypes[1], &values[1], NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read ccrm.entity");
@@ -512,7 +513,7 @@ ccrm_unregister_entity(PG_FUNCTION_ARGS)
 	char	   *groups = NULL;
 
 	args[0] = CStringGetTextDatum(name);
-	SPI_connect();
+	CcrmSPIConnect();
 	if (SPI_execute_with_args("SELECT builtin, relid::pg_catalog.oid FROM ccrm.entity"
 							  " WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 							  1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)

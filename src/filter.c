@@ -34,6 +34,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "filter.h"
 #include "setting.h"
 
@@ -713,7 +714,7 @@ compile_in_group(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, cons
 		filter_error(ERRCODE_INVALID_PARAMETER_VALUE, gpath,
 					 psprintf("expected a group name or id, got %s", CcrmJsonbTypeName(ref)), NULL);
 
-	SPI_connect();
+	CcrmSPIConnect();
 	if (SPI_execute_with_args(psprintf("SELECT id, name, entity FROM ccrm.target_group WHERE %s", where),
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read ccrm.target_group");
@@ -1044,7 +1045,7 @@ ccrm_filter_count(PG_FUNCTION_ARGS)
 	int64		count;
 	bool		isnull;
 
-	SPI_connect();
+	CcrmSPIConnect();
 	nestlevel = CcrmPushSafeSearchPath();
 	if (SPI_execute(psprintf("SELECT pg_catalog.count(*) FROM (%s) q", query), true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not count filter matches");
@@ -1075,7 +1076,7 @@ ccrm_filter_preview(PG_FUNCTION_ARGS)
 					 quote_identifier(ent->key_column), limit);
 
 	InitMaterializedSRF(fcinfo, 0);
-	SPI_connect();
+	CcrmSPIConnect();
 	nestlevel = CcrmPushSafeSearchPath();
 	if (SPI_execute(query, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not preview filter matches");

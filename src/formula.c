@@ -41,6 +41,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "action_run.h"
 #include "target_group.h"
 
@@ -694,7 +695,7 @@ ccrm_run_formulas(PG_FUNCTION_ARGS)
 	if (names && ArrayGetNItems(ARR_NDIM(names), ARR_DIMS(names)) == 0)
 		names = NULL;
 	group_id = CcrmGroupIdByName(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	SPI_connect();
+	CcrmSPIConnect();
 	group = CcrmGroupLoad(group_id);
 	{
 		int			nestlevel = CcrmPushSafeSearchPath();
@@ -735,7 +736,7 @@ ccrm_job_run_formulas(PG_FUNCTION_ARGS)
 	run = CcrmRunForJob(PG_GETARG_INT64(1), PG_GETARG_INT64(2), PG_GETARG_TIMESTAMPTZ(4),
 						PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5)));
 	names = parse_params(PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), &audit);
-	SPI_connect();
+	CcrmSPIConnect();
 	group = CcrmGroupLoad(run->group_id);
 	result = SPI_datumTransfer(JsonbPGetDatum(run_formulas(run, group, names, audit)), false, -1);
 	SPI_finish();
@@ -761,7 +762,7 @@ ccrm_job_check_formulas(PG_FUNCTION_ARGS)
 				 errmsg("a formula job needs a target group"),
 				 errhint("Give the job the group whose members the formulas update.")));
 	names = parse_params(PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1), &audit);
-	SPI_connect();
+	CcrmSPIConnect();
 	group = CcrmGroupLoad(PG_GETARG_INT64(0));
 	nestlevel = CcrmPushSafeSearchPath();
 	rows = select_formulas(group, names);

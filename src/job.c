@@ -22,6 +22,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "job.h"
 #include "privilege.h"
 #include "schedule.h"
@@ -246,7 +247,7 @@ CcrmJobRecheck(int64 job_id)
 	Datum		after_job;
 	Datum		after_owner;
 
-	SPI_connect();
+	CcrmSPIConnect();
 	CcrmExecuteAsOwner("SELECT j.name, j.kind, j.owner::pg_catalog.oid, j.group_id, j.params, j.after_job,"
 					   "       a.owner::pg_catalog.oid"
 					   "  FROM ccrm.job j LEFT JOIN ccrm.job a ON a.id OPERATOR(pg_catalog.=) j.after_job"
@@ -357,7 +358,7 @@ ccrm_job_trigger(PG_FUNCTION_ARGS)
 	vals = palloc(sizeof(Datum) * natts);
 	nulls = palloc0(sizeof(bool) * natts);
 
-	SPI_connect();
+	CcrmSPIConnect();
 
 	if (defn_changed)
 	{
@@ -469,7 +470,7 @@ ccrm_job_id(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int64		id;
 
-	SPI_connect();
+	CcrmSPIConnect();
 	if (SPI_execute_with_args("SELECT id FROM ccrm.job WHERE name OPERATOR(pg_catalog.=) $1",
 							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read ccrm.job");
@@ -533,7 +534,7 @@ ccrm_job_check_activities(PG_FUNCTION_ARGS)
 		args[1] = PointerGetDatum(cstring_to_text_with_len(plan->val.string.val, plan->val.string.len));
 		nulls[1] = ' ';
 	}
-	SPI_connect();
+	CcrmSPIConnect();
 	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM ccrm.activity_plan"
 							  " WHERE group_id OPERATOR(pg_catalog.=) $1"
 							  "   AND ($2 IS NULL AND active OR name OPERATOR(pg_catalog.=) $2))",

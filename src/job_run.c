@@ -26,6 +26,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "job.h"
 #include "privilege.h"
 #include "schedule.h"
@@ -139,7 +140,7 @@ commit_step(CcrmRunMode *mode)
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		StartTransactionCommand();
-		SPI_connect();
+		CcrmSPIConnect();
 		PushActiveSnapshot(GetTransactionSnapshot());
 	}
 	else
@@ -739,7 +740,7 @@ ccrm_run_job(PG_FUNCTION_ARGS)
 	HeapTupleHeader result;
 
 	mode.at = run_instant(fcinfo, 1);
-	SPI_connect();
+	CcrmSPIConnect();
 	args[0] = Int64GetDatum(job_id);
 	/* as the caller: row level security shows only their own jobs */
 	if (SPI_execute_with_args("SELECT owner::pg_catalog.oid, name FROM ccrm.job WHERE id OPERATOR(pg_catalog.=) $1",
@@ -793,7 +794,7 @@ ccrm_run_due_jobs(PG_FUNCTION_ARGS)
 		!((CallContext *) fcinfo->context)->atomic)
 		mode.atomic = false;
 
-	SPI_connect_ext(mode.atomic ? 0 : SPI_OPT_NONATOMIC);
+	CcrmSPIConnectExt(mode.atomic ? 0 : SPI_OPT_NONATOMIC);
 	(void) CcrmMarkInterrupted();
 	run_due_jobs(&mode, superuser() ? InvalidOid : GetUserId());
 	if (superuser())

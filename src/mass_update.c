@@ -32,6 +32,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "action_run.h"
 #include "target_group.h"
 
@@ -393,7 +394,7 @@ ccrm_mass_update(PG_FUNCTION_ARGS)
 	params = CcrmJsonbFromCString(buf.data);
 
 	group_id = CcrmGroupIdByName(group_name);
-	SPI_connect();
+	CcrmSPIConnect();
 	group = CcrmGroupLoad(group_id);
 	{
 		bool		a;
@@ -424,7 +425,7 @@ ccrm_job_mass_update(PG_FUNCTION_ARGS)
 				 errmsg("a mass update job needs a run, a target group and an action time")));
 	run = CcrmRunForJob(PG_GETARG_INT64(1), PG_GETARG_INT64(2), PG_GETARG_TIMESTAMPTZ(4),
 						PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5)));
-	SPI_connect();
+	CcrmSPIConnect();
 	group = CcrmGroupLoad(run->group_id);
 	counts = run_mass_update(run, group, PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3));
 	result = SPI_datumTransfer(JsonbPGetDatum(counts), false, -1);
@@ -447,7 +448,7 @@ ccrm_job_check_mass_update(PG_FUNCTION_ARGS)
 				 errmsg("a mass update job needs a target group"),
 				 errhint("Give the job a group whose members (or their contacts or accounts) it updates.")));
 	params = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
-	SPI_connect();
+	CcrmSPIConnect();
 	group = CcrmGroupLoad(PG_GETARG_INT64(0));
 	(void) parse_params(group, params, NULL, &audit);
 	result = SPI_datumTransfer(JsonbPGetDatum(normalised(params, audit)), false, -1);

@@ -30,6 +30,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "messaging.h"
 
 #include "access/htup_details.h"
@@ -401,7 +402,7 @@ ccrm_render_message(PG_FUNCTION_ARGS)
 				 errhint("Pass entity => '%s', or NULL.", t->entity)));
 	ent = CcrmEntityLookup(t->entity, false);
 
-	SPI_connect();
+	CcrmSPIConnect();
 	nestlevel = CcrmPushSafeSearchPath();
 	CcrmUseConfiguredTimeZone();
 	src = MsgSourceCreate(ent, t->subject, t->body, t->html_body, false, NULL,

@@ -25,6 +25,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "messaging.h"
 #include "privilege.h"
 
@@ -212,7 +213,7 @@ MsgTemplateLookup(const char *name)
 	bool		isnull;
 	Datum		d;
 
-	SPI_connect();
+	CcrmSPIConnect();
 	if (SPI_execute_with_args("SELECT id, name, kind, entity, subject, body, html_body, sender_id, reply_to,"
 							  "       channel, owner::pg_catalog.oid"
 							  "  FROM ccrm.message_template WHERE name OPERATOR(pg_catalog.=) $1",

@@ -47,6 +47,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "messaging.h"
 #include "privilege.h"
 #include "setting.h"
@@ -626,7 +627,7 @@ ccrm_enqueue_message(PG_FUNCTION_ARGS)
 	req.key = text_arg(fcinfo, 12);
 	req.not_before = PG_ARGISNULL(13) ? DT_NOBEGIN : PG_GETARG_TIMESTAMPTZ(13);
 
-	SPI_connect();
+	CcrmSPIConnect();
 	nestlevel = CcrmPushSafeSearchPath();
 	CcrmUseConfiguredTimeZone();
 	req.source = MsgSourceCreate(ent, subject, body, html, true, medium, MSG_TO_RECORD, 0,
@@ -710,7 +711,7 @@ ccrm_enqueue_template(PG_FUNCTION_ARGS)
 	ent = CcrmEntityLookup(t->entity, false);
 
 	InitMaterializedSRF(fcinfo, 0);
-	SPI_connect();
+	CcrmSPIConnect();
 	nestlevel = CcrmPushSafeSearchPath();
 	CcrmUseConfiguredTimeZone();
 	req.source = MsgSourceCreate(ent, t->subject, t->body, t->html_body, false, t->kind, to,
@@ -960,7 +961,7 @@ ccrm_claim_messages(PG_FUNCTION_ARGS)
 	token = new_token();
 	mark = claim_mark(ch->id);
 
-	SPI_connect();
+	CcrmSPIConnect();
 	nestlevel = CcrmPushSafeSearchPath();
 	if (sms)
 		qh = QuietHoursLoad();
@@ -1135,7 +1136,7 @@ ccrm_mark_sent(PG_FUNCTION_ARGS)
 	args[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
 	args[3] = TimestampTzGetDatum(at);
-	SPI_connect();
+	CcrmSPIConnect();
 	execute_as_owner(NULL, "UPDATE ccrm.outbox SET status = 'sent', provider_id = $3, sent_at = $4, finished_at = $4,"
 					 "       reason = NULL"
 					 " WHERE id OPERATOR(pg_catalog.=) $1 AND claim_token OPERATOR(pg_catalog.=) $2"
@@ -1184,7 +1185,7 @@ ccrm_mark_sent_many(PG_FUNCTION_ARGS)
 	args[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
 	args[3] = TimestampTzGetDatum(at);
-	SPI_connect();
+	CcrmSPIConnect();
 	execute_as_owner(NULL, "UPDATE ccrm.outbox o SET status = 'sent', provider_id = x.p, sent_at = $4, finished_at = $4,"
 					 "       reason = NULL"
 					 "  FROM (SELECT i.id, CASE WHEN $3 IS NOT NULL THEN ($3)[i.n] END AS p"
@@ -1239,7 +1240,7 @@ ccrm_mark_failed(PG_FUNCTION_ARGS)
 	args[4] = TimestampTzGetDatum(at);
 	args[5] = Int32GetDatum(ccrm_outbox_max_attempts);
 	args[6] = Int32GetDatum(ccrm_outbox_retry_delay);
-	SPI_connect();
+	CcrmSPIConnect();
 	execute_as_owner(NULL, "UPDATE ccrm.outbox SET"
 					 "   status = CASE WHEN NOT $4 THEN 'failed' WHEN attempts OPERATOR(pg_catalog.>=) $6 THEN 'dead'"
 					 "                 ELSE 'queued' END,"
@@ -1300,7 +1301,7 @@ ccrm_purge_outbox(PG_FUNCTION_ARGS)
 		older = PG_GETARG_INTERVAL_P(0);
 	args[0] = TimestampTzGetDatum(at);
 	args[1] = IntervalPGetDatum(older);
-	SPI_connect();
+	CcrmSPIConnect();
 	execute_as_owner(NULL, "UPDATE ccrm.outbox SET recipient = NULL, subject = NULL, body = NULL, html_body = NULL,"
 					 "       reply_to = NULL, last_error = NULL, purged_at = $1"
 					 " WHERE finished_at OPERATOR(pg_catalog.<) ($1 OPERATOR(pg_catalog.-) $2)"

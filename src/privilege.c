@@ -31,6 +31,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "privilege.h"
 
 #include "access/htup_details.h"
@@ -211,7 +212,7 @@ CcrmMayActAs(int64 crm_user_id, Oid role)
 	bool		exists;
 	bool		result;
 
-	SPI_connect();
+	CcrmSPIConnect();
 	result = may_act_as(crm_user_id, role, &exists);
 	SPI_finish();
 	return result;
@@ -223,7 +224,7 @@ CcrmCheckMayActAs(int64 crm_user_id, Oid role, const char *what)
 	bool		exists;
 	bool		ok;
 
-	SPI_connect();
+	CcrmSPIConnect();
 	ok = may_act_as(crm_user_id, role, &exists);
 	SPI_finish();
 	if (!exists)
@@ -286,7 +287,7 @@ ccrm_grant_act_as(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("role with OID %u does not exist", role)));
-	SPI_connect();
+	CcrmSPIConnect();
 	CcrmExecuteAsOwner("SELECT 1 FROM ccrm.crm_user WHERE id OPERATOR(pg_catalog.=) $1", 1, types, args, NULL,
 					   SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -311,7 +312,7 @@ ccrm_revoke_act_as(PG_FUNCTION_ARGS)
 	bool		removed;
 
 	check_admin("revoke the right to act as a CRM user");
-	SPI_connect();
+	CcrmSPIConnect();
 	CcrmExecuteAsOwner("DELETE FROM ccrm.act_as_grant WHERE crm_user_id OPERATOR(pg_catalog.=) $1"
 					   "   AND grantee OPERATOR(pg_catalog.=) $2::pg_catalog.regrole",
 					   2, types, args, NULL, SPI_OK_DELETE);
@@ -419,7 +420,7 @@ ccrm_owner_trigger(PG_FUNCTION_ARGS)
 		Oid			gowner;
 		char	   *gname;
 
-		SPI_connect();
+		CcrmSPIConnect();
 		if (!isnull && group_owner(DatumGetInt64(group_id), &gowner, &gname))
 			CcrmCheckMayUse(owner, gowner, what, name, "target group", gname, DatumGetInt64(group_id));
 		SPI_finish();
@@ -454,7 +455,7 @@ ccrm_group_dependency_trigger(PG_FUNCTION_ARGS)
 	row = TRIGGER_FIRED_BY_INSERT(td->tg_event) ? td->tg_trigtuple : td->tg_newtuple;
 	if (CcrmRestoring())
 		return PointerGetDatum(row);
-	SPI_connect();
+	CcrmSPIConnect();
 	dep_id = DatumGetInt64(row_attr(row, desc, "depends_on", &isnull));
 	if (group_owner(DatumGetInt64(row_attr(row, desc, "group_id", &isnull)), &owner, &name) &&
 		group_owner(dep_id, &dep_owner, &dep_name))

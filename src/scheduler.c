@@ -19,6 +19,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "job.h"
 #include "scheduler.h"
 
@@ -270,7 +271,7 @@ scheduler_pass(bool *first)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	SPI_connect();
+	CcrmSPIConnect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "ccrm scheduler: looking for due jobs");
 
@@ -501,7 +502,7 @@ ccrm_job_worker_main(Datum arg)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	SPI_connect();
+	CcrmSPIConnect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, psprintf("ccrm: running job %lld", (long long) args.job_id));
 	(void) CcrmRunJob(&mode, args.job_id, args.slot, CCRM_RUN_SCHEDULE, &busy);

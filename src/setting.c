@@ -15,6 +15,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "setting.h"
 #include "messaging.h"
 
@@ -95,7 +96,7 @@ CcrmSettingGet(const char *name)
 	char	   *value;
 
 	args[0] = CStringGetTextDatum(name);
-	SPI_connect();
+	CcrmSPIConnect();
 	if (SPI_execute_with_args("SELECT COALESCE(s.value, d.default_value)"
 							  "  FROM ccrm.setting_definition d"
 							  "  LEFT JOIN ccrm.setting s ON s.name OPERATOR(pg_catalog.=) d.name"
@@ -237,7 +238,7 @@ ccrm_setting_trigger(PG_FUNCTION_ARGS)
 	value = SPI_getvalue(tuple, desc, SPI_fnumber(desc, "value"));
 
 	args[0] = CStringGetTextDatum(name);
-	SPI_connect();
+	CcrmSPIConnect();
 	if (SPI_execute_with_args("SELECT type::pg_catalog.oid FROM ccrm.setting_definition"
 							  " WHERE name OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)

@@ -37,6 +37,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "entity.h"
 #include "filter.h"
 #include "target_group.h"
@@ -169,7 +170,7 @@ CcrmGroupIdByName(const char *name)
 	int64		id;
 
 	values[0] = CStringGetTextDatum(name);
-	SPI_connect();
+	CcrmSPIConnect();
 	spi_exec("SELECT id FROM ccrm.target_group WHERE name OPERATOR(pg_catalog.=) $1",
 			 1, types, values, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -332,7 +333,7 @@ CcrmRefreshGroup(int64 group_id)
 {
 	CcrmRefreshResult r;
 
-	SPI_connect();
+	CcrmSPIConnect();
 	r = refresh_locked(lock_group(NULL, group_id));
 	SPI_finish();
 	return r;
@@ -359,7 +360,7 @@ ccrm_refresh_target_group(PG_FUNCTION_ARGS)
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	CcrmRefreshResult r;
 
-	SPI_connect();
+	CcrmSPIConnect();
 	r = refresh_locked(lock_group(name, 0));
 	SPI_finish();
 	return refresh_result(fcinfo, r);
@@ -422,7 +423,7 @@ change_override(FunctionCallInfo fcinfo, int mode)	/* 1 include, 0 exclude, -1 c
 	GroupRow   *g;
 	int64		changed;
 
-	SPI_connect();
+	CcrmSPIConnect();
 	g = lock_group(name, 0);
 	values[0] = Int64GetDatum(g->id);
 	values[1] = ids;
@@ -519,7 +520,7 @@ ccrm_drop_target_group(PG_FUNCTION_ARGS)
 	GroupRow   *g;
 	char	   *users;
 
-	SPI_connect();
+	CcrmSPIConnect();
 	g = lock_group(text_to_cstring(PG_GETARG_TEXT_PP(0)), 0);
 	users = dependent_groups(g->id);
 	if (users)
@@ -640,7 +641,7 @@ ccrm_target_group_trigger(PG_FUNCTION_ARGS)
 		if (!unull)
 		{
 			values[0] = user;
-			SPI_connect();
+			CcrmSPIConnect();
 			spi_exec("SELECT 1 FROM ccrm.crm_user WHERE id OPERATOR(pg_catalog.=) $1",
 					 1, types, values, SPI_OK_SELECT);
 			if (SPI_processed == 0)
@@ -661,7 +662,7 @@ ccrm_target_group_trigger(PG_FUNCTION_ARGS)
 	filter = heap_getattr(row, SPI_fnumber(desc, "filter"), desc, &isnull);
 	values[0] = Int64GetDatum(id);
 
-	SPI_connect();
+	CcrmSPIConnect();
 	if (is_update && column_changed(td, "entity"))
 	{
 		spi_exec("SELECT 1 FROM ccrm.target_group_membership WHERE group_id OPERATOR(pg_catalog.=) $1 LIMIT 1",

@@ -26,6 +26,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "spi_debug.h"
 #include "action_run.h"
 #include "privilege.h"
 #include "target_group.h"
@@ -178,7 +179,7 @@ ccrm_register_tool(PG_FUNCTION_ARGS)
 				 errhint("A tool runs with the privileges of whoever runs it; make the function SECURITY INVOKER.")));
 	ReleaseSysCache(tup);
 
-	SPI_connect();
+	CcrmSPIConnect();
 	values[0] = CStringGetTextDatum(name);
 	if (SPI_execute_with_args("SELECT 1 FROM ccrm.tool WHERE name OPERATOR(pg_catalog.=) $1",
 							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
@@ -211,7 +212,7 @@ ccrm_unregister_tool(PG_FUNCTION_ARGS)
 	bool		isnull;
 	Oid			owner;
 
-	SPI_connect();
+	CcrmSPIConnect();
 	if (SPI_execute_with_args("SELECT owner::pg_catalog.oid, builtin FROM ccrm.tool WHERE name OPERATOR(pg_catalog.=) $1",
 							  1, &type, &arg, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read ccrm.tool");
@@ -294,7 +295,7 @@ ccrm_run_tool(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("parameters of a tool must be a JSON object")));
 	group_id = CcrmGroupIdByName(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	SPI_connect();
+	CcrmSPIConnect();
 	group = CcrmGroupLoad(group_id);
 	t = tool_lookup(text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	check_tool_for_group(t, group);
@@ -354,7 +355,7 @@ ccrm_job_run_tool(PG_FUNCTION_ARGS)
 				 errmsg("a run_tool job needs a run, a target group and an action time")));
 	run = CcrmRunForJob(PG_GETARG_INT64(1), PG_GETARG_INT64(2), PG_GETARG_TIMESTAMPTZ(4),
 						PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5)));
-	SPI_connect();
+	CcrmSPIConnect();
 	t = parse_job_params(PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), &tool_params);
 	group = CcrmGroupLoad(run->group_id);
 	result = SPI_datumTransfer(JsonbPGetDatum(call_tool(run, group, t, tool_params)), false, -1);
@@ -377,7 +378,7 @@ ccrm_job_check_tool(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("a run_tool job needs a target group"),
 				 errhint("Give the job the group whose members the tool gets.")));
-	SPI_connect();
+	CcrmSPIConnect();
 	t = parse_job_params(PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1), &tool_params);
 	group = CcrmGroupLoad(PG_GETARG_INT64(0));
 	check_tool_for_group(t, group);
@@ -470,7 +471,7 @@ ccrm_tool_set_owner(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("entity %s has no owner", entity)));
 	check_params(params, tool, keys);
-	SPI_connect();
+	CcrmSPIConnect();
 	nestlevel = CcrmPushSafeSearchPath();
 	args[0] = PG_GETARG_DATUM(1);
 	args[1] = Int64GetDatum(param_user(params, "owner", true, tool));
@@ -530,7 +531,7 @@ ccrm_tool_create_task(PG_FUNCTION_ARGS)
 	days = param_text(params, "due_in_days");
 	priority = param_text(params, "priority");
 
-	SPI_connect();
+	CcrmSPIConnect();
 	nestlevel = CcrmPushSafeSearchPath();
 	CcrmUseConfiguredTimeZone();
 	user = param_user(params, "user", false, tool);
