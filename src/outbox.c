@@ -639,13 +639,14 @@ ccrm_enqueue_message(PG_FUNCTION_ARGS)
 		ids = construct_array(&d, 1, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
 	}
 	result = MsgEnqueueMessages(&req, ids);
+	/* the list lives in SPI's memory: take the id before SPI_finish */
+	id = result != NIL ? ((MsgEnqueued *) linitial(result))->id : 0;
 	CcrmPopSearchPath(nestlevel);
 	SPI_finish();
 	if (result == NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("%s " INT64_FORMAT " does not exist", ent->name, record_id)));
-	id = ((MsgEnqueued *) linitial(result))->id;
 	PG_RETURN_INT64(id);
 }
 
@@ -1225,6 +1226,7 @@ ccrm_mark_failed(PG_FUNCTION_ARGS)
 	Datum		args[7];
 	TimestampTz at;
 	char	   *status;
+	MemoryContext caller = CurrentMemoryContext;
 
 	check_token_arg(fcinfo);
 	if (PG_ARGISNULL(2) || PG_ARGISNULL(3))
@@ -1265,7 +1267,7 @@ ccrm_mark_failed(PG_FUNCTION_ARGS)
 		(void) explain_mark(PG_GETARG_INT64(0), PG_GETARG_UUID_P(1), NULL, "mark as failed");
 		status = NULL;
 	}
-	status = pstrdup(status);
+	status = MemoryContextStrdup(caller, status);
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(status));
 }
