@@ -9,6 +9,7 @@
  */
 #include "ccrm.h"
 #include "messaging.h"
+#include "run_as_owner.h"
 #include "scheduler.h"
 
 #include "fmgr.h"
@@ -25,5 +26,6 @@ _PG_init(void)
 	CcrmActionInit();
 	CcrmPrivilegeInit();
 	MsgOutboxInit();
+	CcrmRunAsOwnerInit();
 	MarkGUCPrefixReserved("ccrm");
 }
