@@ -68,7 +68,8 @@ SELECT * FROM pg_temp.err($$SELECT ccrm.register_tool('Bad Name', NULL, 'public.
 SELECT * FROM pg_temp.err($$SELECT ccrm.register_tool('for_deals', 'deal', 'public.flag_vip(bigint[], jsonb)')$$);
 SELECT * FROM pg_temp.err($$SELECT ccrm.unregister_tool('contact_set_owner')$$);
 
--- only the function's owner (or a superuser) registers; a tool runs with the caller's privileges
+-- only the function's owner (or a superuser) registers; a tool runs with the caller's privileges,
+-- for callers its owner can act as
 CREATE ROLE ccrm_dev;
 CREATE ROLE ccrm_clerk;
 GRANT CREATE ON SCHEMA public TO ccrm_dev;
@@ -83,6 +84,12 @@ RESET ROLE;
 SELECT name, entity, owner, builtin FROM ccrm.tool WHERE NOT builtin ORDER BY name;
 UPDATE ccrm.target_group SET owner = 'ccrm_clerk' WHERE name IN ('Accounts', 'Contacts');  -- a role uses its own groups
 SET ROLE ccrm_clerk;
+-- ccrm_dev's tool is ccrm_dev's code: it runs only for roles ccrm_dev can act as
+SELECT * FROM pg_temp.err($$SELECT ccrm.run_tool('Accounts', 'count_members')$$);
+RESET ROLE;
+SELECT * FROM pg_temp.err($$SELECT ccrm.run_tool('Accounts', 'count_members')$$);
+GRANT ccrm_clerk TO ccrm_dev;
+SET ROLE ccrm_clerk;
 SELECT ccrm.run_tool('Accounts', 'count_members') AS run5 \gset
 SELECT run_as, counts->'result' AS result FROM ccrm.job_run WHERE id = :run5;
 SELECT * FROM pg_temp.err($$SELECT ccrm.run_tool('Contacts', 'flag_vip')$$);
@@ -96,7 +103,8 @@ UPDATE ccrm.target_group SET owner = current_user::regrole WHERE name IN ('Accou
 -- the job kind
 SELECT name, needs_group, builtin FROM ccrm.job_kind WHERE name = 'run_tool';
 SELECT ccrm.job_check_tool(ccrm.target_group_id('Contacts'), '{"tool": "contact_create_task", "params": {"subject": "Hi"}}');
-SELECT ccrm.job_check_tool(ccrm.target_group_id('Contacts'), '{"tool": "count_members"}');
+-- ccrm_dev's tool may not run as the superuser, in a job neither
+SELECT * FROM pg_temp.err($$SELECT ccrm.job_check_tool(ccrm.target_group_id('Contacts'), '{"tool": "count_members"}')$$);
 SELECT * FROM pg_temp.err($$SELECT ccrm.job_check_tool(ccrm.target_group_id('Accounts'), '{"tool": "flag_vip"}')$$);
 SELECT * FROM pg_temp.err($$SELECT ccrm.job_check_tool(ccrm.target_group_id('Accounts'), '{"tool": "nope"}')$$);
 SELECT * FROM pg_temp.err($$SELECT ccrm.job_check_tool(ccrm.target_group_id('Accounts'), '{}')$$);
@@ -105,7 +113,14 @@ SELECT * FROM pg_temp.err($$SELECT ccrm.job_check_tool(ccrm.target_group_id('Acc
 SELECT * FROM pg_temp.err($$SELECT ccrm.job_check_tool(NULL, '{"tool": "count_members"}')$$);
 INSERT INTO ccrm.job_run (id, kind, group_id, trigger, action_time, run_as)
 VALUES (1001, 'run_tool', ccrm.target_group_id('Contacts'), 'schedule', now(), current_user::regrole);
+SELECT * FROM pg_temp.err($$SELECT ccrm.job_run_tool(NULL, 1001, ccrm.target_group_id('Contacts'), '{"tool": "count_members"}', now(), 'UTC')$$);
+-- for a role ccrm_dev can act as, with a group of its own, it does
+UPDATE ccrm.target_group SET owner = 'ccrm_clerk' WHERE name = 'Contacts';
+SET ROLE ccrm_clerk;
+SELECT ccrm.job_check_tool(ccrm.target_group_id('Contacts'), '{"tool": "count_members"}');
 SELECT ccrm.job_run_tool(NULL, 1001, ccrm.target_group_id('Contacts'), '{"tool": "count_members"}', now(), 'UTC');
+RESET ROLE;
+UPDATE ccrm.target_group SET owner = current_user::regrole WHERE name = 'Contacts';
 -- a dropped function leaves its tool unusable until re-registered
 DROP FUNCTION public.count_members(bigint[], jsonb);
 SELECT * FROM pg_temp.err($$SELECT ccrm.run_tool('Contacts', 'count_members')$$);

@@ -9,6 +9,7 @@
  */
 #include "ccrm.h"
 #include "messaging.h"
+#include "run_as_owner.h"
 #include "scheduler.h"
 #include "spi_debug.h"
 
@@ -27,5 +28,6 @@ _PG_init(void)
 	CcrmPrivilegeInit();
 	MsgOutboxInit();
 	CcrmSPIDebugInit();		/* test build only: poison what SPI frees */
+	CcrmRunAsOwnerInit();
 	MarkGUCPrefixReserved("ccrm");
 }

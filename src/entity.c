@@ -12,7 +12,11 @@
  *	  catalogs, so a later ALTER TABLE is noticed at the next use.
  *
  *	  Lookups return structures allocated in the caller's memory context;
- *	  SPI is used only inside the functions here and never leaks out.
+ *	  SPI is used only inside the functions here and never leaks out.  The
+ *	  lookups run under the caller's search_path, so every type, function
+ *	  and operator in their SQL is schema-qualified (pg_catalog.oid,
+ *	  OPERATOR(pg_catalog.=)): a schema put in front of pg_catalog cannot
+ *	  redirect them.
  *
  *-------------------------------------------------------------------------
  */
@@ -123,7 +127,7 @@ CcrmEntityLookup(const char *name, bool missing_ok)
 
 	args[0] = CStringGetTextDatum(name);
 	CcrmSPIConnect();
-	if (SPI_execute_with_args("SELECT relid::oid, key_column, contact_column, account_column,"
+	if (SPI_execute_with_args("SELECT relid::pg_catalog.oid, key_column, contact_column, account_column,"
 							  "       owner_column, created_column, builtin"
 							  "  FROM ccrm.entity WHERE name OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)

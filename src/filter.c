@@ -18,6 +18,11 @@
  *	  here, naming its path) and re-emitted as quoted literals with an
  *	  explicit schema-qualified cast; operators are written OPERATOR(ns.op)
  *	  with the namespace of the operator the type's btree opclass provides.
+ *	  The code a condition runs through its field's type (input and output
+ *	  functions, domain CHECK constraints, the comparison operator, the cast
+ *	  to text) must be allowed to run as the current user, the role that
+ *	  compiles the filter to refresh, count or preview (code_trust.c);
+ *	  filters are compiled at every use, so this is checked at every use.
  *	  Values are read and written with DateStyle ISO, IntervalStyle postgres
  *	  and the configured ccrm time zone, so the compiled SQL means the same
  *	  whatever the session that later runs it.
@@ -34,6 +39,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "code_trust.h"
 #include "spi_debug.h"
 #include "filter.h"
 #include "setting.h"
@@ -47,6 +53,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "parser/parse_coerce.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -507,6 +514,49 @@ append_positive(FilterCompiler *fc, StringInfo out, const char *expr, Oid typid,
 	}
 }
 
+/*
+ * The code a condition on a field runs, as the current user (who refreshes,
+ * counts or previews): the input and output functions and CHECK constraints
+ * of the field's type (values become literals of that type), its comparison
+ * operator, its cast to text for the text ops.  Code of a role that cannot
+ * act as the current user is refused (code_trust.c), before any of it runs.
+ */
+static void
+check_field_code(Oid typid, const OpInfo *op, const char *field, const char *fpath)
+{
+	Oid			runner = GetUserId();
+	char	   *problem = CcrmTypeCodeProblem(typid, runner, true);
+	Oid			funcs[2] = {InvalidOid, InvalidOid};
+
+	if (problem == NULL)
+	{
+		switch (op->need)
+		{
+			case NEED_EQ:
+			case NEED_ORDER:
+				funcs[0] = get_opcode(type_operator(typid, op->op));
+				if (op->op == OP_BETWEEN)
+					funcs[1] = get_opcode(type_operator(typid, OP_LTE));
+				break;
+			case NEED_STRING:
+				if (find_coercion_pathway(TEXTOID, typid, COERCION_EXPLICIT, &funcs[0]) != COERCION_PATH_FUNC)
+					funcs[0] = InvalidOid;
+				break;
+			default:
+				break;
+		}
+		for (int i = 0; i < 2 && problem == NULL; i++)
+			if (OidIsValid(funcs[i]))
+				problem = CcrmFunctionCodeProblem(funcs[i], runner);
+	}
+	if (problem)
+		filter_error(ERRCODE_INSUFFICIENT_PRIVILEGE, fpath,
+					 psprintf("field \"%s\" cannot be used as %s: %s", field,
+							  GetUserNameFromId(runner, false), problem),
+					 "A filter runs with the rights of whoever refreshes or counts it; the code of a field's type "
+					 "must be built in, or written by a role that can act as that role.");
+}
+
 /* Check the "value" member against what the op expects. */
 static void
 check_value_shape(const OpInfo *op, JsonbValue *value, const char *vpath, const char *fpath)
@@ -651,6 +701,7 @@ compile_field(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, const c
 							  op->name, field, format_type_be(f->typid)),
 					 psprintf("Ops for %s are: %s.", format_type_be(f->typid), ops_for_type(f->typid)));
 	check_value_shape(op, value, vpath, here);
+	check_field_code(f->typid, op, field, fpath);
 
 	expr = CcrmFieldSql(cur, f, cur_alias);
 	if (nlinks == 0)
@@ -1013,7 +1064,7 @@ CcrmFilterCompile(const CcrmEntity *ent, Jsonb *filter, const char *alias, List 
 	initStringInfo(&out);
 	compile_node(&fc, &out, ent, alias, &filter->root, "");
 
-	AtEOXact_GUC(true, nestlevel);
+	AtEOXact_GUC(false, nestlevel);
 	if (groups)
 		*groups = fc.groups;
 	return out.data;
@@ -1064,12 +1115,25 @@ ccrm_filter_preview(PG_FUNCTION_ARGS)
 	char	   *where;
 	char	   *query;
 	int			nestlevel;
+	ListCell   *lc;
 
 	if (limit < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("limit must not be negative")));
 	where = CcrmFilterCompile(ent, PG_GETARG_JSONB_P(1), "t", NULL);
+	/* to_jsonb(t) runs the output function of every column's type */
+	foreach(lc, ent->fields)
+	{
+		char	   *problem = CcrmTypeCodeProblem(((CcrmField *) lfirst(lc))->typid, GetUserId(), false);
+
+		if (problem)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("records of %s cannot be shown as %s: %s", ent->name,
+							GetUserNameFromId(GetUserId(), false), problem),
+					 errhint("Count them with ccrm.filter_count(), or let a role that can act as you show them.")));
+	}
 	query = psprintf("SELECT t.%s::pg_catalog.int8, pg_catalog.to_jsonb(t) FROM %s t WHERE %s"
 					 " ORDER BY t.%s LIMIT %d",
 					 quote_identifier(ent->key_column), ent->qualname, where,

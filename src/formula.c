@@ -17,15 +17,29 @@
  *		(columns read as Vars, custom fields as (attrs ->> 'name')::type);
  *		qualified names and * are refused;
  *	  - subqueries are refused on the raw tree, before analysis, so that
- *		nothing they name is ever looked up;
+ *		nothing they name is ever looked up; so are casts (x::t, t(x)) to
+ *		types that are not allowed, before the parser converts a literal
+ *		with the type's input function;
  *	  - the analysed tree is walked: only Vars, constants, operators,
  *		CASE / COALESCE / NULLIF / GREATEST / LEAST, boolean and null
- *		tests, casts and calls of functions from pg_catalog that are
- *		immutable or stable (and do not run SQL text of their own, such as
- *		query_to_xml) are allowed; aggregates, window functions,
- *		set-returning functions, volatile and user functions are not;
+ *		tests, casts and calls of pure built-in functions are allowed
+ *		(code_trust.c: pg_catalog functions of the bootstrap superuser,
+ *		immutable or stable, not reading more than their arguments, so
+ *		none of pg_stat_*, current_setting, query_to_xml ...);
+ *		aggregates, window functions, set-returning, volatile and user
+ *		functions are not;
+ *	  - every type met (of fields, constants, casts, results) must be a
+ *		pg_catalog type or the type of one of the entity's fields, not a
+ *		catalog lookup (regclass ...), and the code its values run through
+ *		— input and output functions, a domain's CHECK constraints where
+ *		a value is coerced into it — may run as the current user
+ *		(CcrmTypeCodeProblem: pure built-ins, or written by a role that
+ *		can act as the current user); otherwise 42501;
  *	  - the result must be assignable to the target field's type
  *		(assignment coercion, as an UPDATE would do).
+ *	  The current user is whoever saves, checks or runs the formula, so a
+ *	  domain changed after a formula was saved, or a formula row written
+ *	  behind the trigger's back, is caught when the formula runs.
  *
  *	  The analysed expression is turned back into SQL by PostgreSQL's
  *	  deparser (ruleutils), with every column qualified by the alias "t";
@@ -36,13 +50,16 @@
  *	  chosen formulas (or all active ones of the group's entity), one after
  *	  the other in that order, each as a batched, audited update of the
  *	  members (CcrmRunUpdate in action_run.c); a formula sees what the
- *	  previous ones wrote.
+ *	  previous ones wrote.  The updates run confined to the current user
+ *	  (run_as_owner.c): the caller, or the job's owner.
  *
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
 #include "spi_debug.h"
 #include "action_run.h"
+#include "code_trust.h"
+#include "run_as_owner.h"
 #include "target_group.h"
 
 #include "access/htup_details.h"
@@ -56,6 +73,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "parser/parse_coerce.h"
@@ -64,6 +82,7 @@
 #include "parser/parse_node.h"
 #include "parser/parse_oper.h"
 #include "parser/parse_relation.h"
+#include "parser/parse_type.h"
 #include "parser/parser.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -73,22 +92,13 @@
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
 #include "utils/syscache.h"
+#include "utils/typcache.h"
 
 PG_FUNCTION_INFO_V1(ccrm_formula_trigger);
 PG_FUNCTION_INFO_V1(ccrm_check_formula);
 PG_FUNCTION_INFO_V1(ccrm_run_formulas);
 PG_FUNCTION_INFO_V1(ccrm_job_run_formulas);
 PG_FUNCTION_INFO_V1(ccrm_job_check_formulas);
-
-/* pg_catalog functions that are stable but run SQL text or read whole tables. */
-static const char *const denied_functions[] = {
-	"query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema",
-	"table_to_xml", "table_to_xmlschema", "table_to_xml_and_xmlschema",
-	"schema_to_xml", "schema_to_xmlschema", "schema_to_xml_and_xmlschema",
-	"database_to_xml", "database_to_xmlschema", "database_to_xml_and_xmlschema",
-	"cursor_to_xml", "cursor_to_xmlschema", "ts_stat", "ts_rewrite",
-	"current_setting", "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file",
-};
 
 typedef struct FormulaCheck
 {
@@ -150,6 +160,14 @@ formula_columnref(ParseState *pstate, ColumnRef *cref)
 	return expr;
 }
 
+static void check_type(FormulaCheck *fc, Oid typid, int location, bool constraints);
+
+/*
+ * The raw tree, before analysis: no subqueries, so that nothing they name is
+ * ever looked up; and the types of casts are checked before the parser
+ * converts a literal with the type's input function (which runs a domain's
+ * CHECK constraints).
+ */
 static bool
 raw_check_walker(Node *node, FormulaCheck *fc)
 {
@@ -158,6 +176,25 @@ raw_check_walker(Node *node, FormulaCheck *fc)
 	if (IsA(node, SubLink))
 		formula_error(fc, ((SubLink *) node)->location, "subqueries are not allowed",
 					  "Compute it from the record's own fields.");
+	if (IsA(node, TypeCast))
+	{
+		TypeCast   *tc = (TypeCast *) node;
+		Oid			typid = LookupTypeNameOid(NULL, tc->typeName, true);
+
+		if (!OidIsValid(typid))
+			formula_error(fc, tc->location, psprintf("type %s does not exist", TypeNameToString(tc->typeName)),
+						  "Use the built-in types of pg_catalog.");
+		check_type(fc, typid, tc->location, true);
+	}
+	if (IsA(node, FuncCall) && list_length(((FuncCall *) node)->args) == 1)
+	{
+		/* type_name(value) is a cast too when such a type exists */
+		FuncCall   *fn = (FuncCall *) node;
+		Oid			typid = LookupTypeNameOid(NULL, makeTypeNameFromNameList(fn->funcname), true);
+
+		if (OidIsValid(typid))
+			check_type(fc, typid, fn->location, true);
+	}
 	return raw_expression_tree_walker(node, raw_check_walker, (void *) fc);
 }
 
@@ -187,52 +224,86 @@ operator_namespace(Oid opno)
 	return nsp;
 }
 
-/* Only types from pg_catalog, or those of the entity's own fields. */
+/*
+ * Code of other roles may not run with the runner's rights: a clean 42501
+ * naming what would have run.
+ */
 static void
-check_type(FormulaCheck *fc, Oid typid, int location)
+trust_error(FormulaCheck *fc, int location, const char *msg)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s: %s", fc->what, msg),
+			 errhint("A formula runs with the rights of whoever runs it; the code of the types it uses must be "
+					 "built in, or written by a role that can act as %s.", GetUserNameFromId(GetUserId(), false)),
+			 fc->pstate ? parser_errposition(fc->pstate, location) : 0));
+}
+
+/*
+ * Only types from pg_catalog, or those of the entity's own fields; and the
+ * code their values run through (input and output functions, with
+ * constraints also a domain's CHECK constraints) must be allowed to run as
+ * the current user.
+ */
+static void
+check_type(FormulaCheck *fc, Oid typid, int location, bool constraints)
 {
 	ListCell   *lc;
+	bool		ok = false;
+	char	   *problem;
+	Oid			typinput;
+	Oid			typioparam;
 
 	if (!OidIsValid(typid) || get_typ_typrelid(typid) != InvalidOid)
 		formula_error(fc, location, psprintf("values of type %s are not allowed", format_type_be(typid)), NULL);
 	if (type_namespace(typid) == PG_CATALOG_NAMESPACE)
-		return;
+		ok = true;
 	foreach(lc, fc->ent->fields)
 		if (((CcrmField *) lfirst(lc))->typid == typid)
-			return;
-	formula_error(fc, location, psprintf("type %s is not allowed", format_type_be(typid)),
-				  "Use the built-in types of pg_catalog.");
+			ok = true;
+	if (!ok)
+		formula_error(fc, location, psprintf("type %s is not allowed", format_type_be(typid)),
+					  "Use the built-in types of pg_catalog.");
+	/* regclass, regrole, ...: reading or writing one is a catalog lookup */
+	getTypeInputInfo(typid, &typinput, &typioparam);
+	if (CcrmFunctionPurity(typinput) == CCRM_READS_STATE)
+		formula_error(fc, location,
+					  psprintf("type %s is not allowed: its values are looked up in the catalogs", format_type_be(typid)),
+					  "Functions and types that read other sessions, settings, the catalogs or files are not allowed in formulas.");
+	problem = CcrmTypeCodeProblem(typid, GetUserId(), constraints);
+	if (problem)
+		trust_error(fc, location, psprintf("type %s is not allowed: %s", format_type_be(typid), problem));
 }
 
+/* A pure built-in (code_trust.c): pg_catalog, immutable or stable, reading only its arguments. */
 static void
 check_function(FormulaCheck *fc, Oid funcid, int location)
 {
-	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
-	Form_pg_proc proc;
-	char	   *sig;
+	char	   *sig = format_procedure(funcid);
 
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for function %u", funcid);
-	proc = (Form_pg_proc) GETSTRUCT(tup);
-	sig = format_procedure(funcid);
-	if (proc->pronamespace != PG_CATALOG_NAMESPACE)
-		formula_error(fc, location, psprintf("function %s is not allowed: only functions from pg_catalog are", sig),
-					  NULL);
-	if (proc->provolatile == PROVOLATILE_VOLATILE)
-		formula_error(fc, location, psprintf("function %s is not allowed: it is volatile", sig),
-					  "Formulas may only call immutable or stable functions, so that they compute a value and do nothing else.");
-	if (proc->proretset)
-		formula_error(fc, location, psprintf("function %s is not allowed: it returns a set", sig), NULL);
-	if (proc->prosecdef)
-		formula_error(fc, location, psprintf("function %s is not allowed: it is security definer", sig), NULL);
-	for (int i = 0; i < lengthof(denied_functions); i++)
-		if (strcmp(NameStr(proc->proname), denied_functions[i]) == 0)
+	switch (CcrmFunctionPurity(funcid))
+	{
+		case CCRM_PURE:
+			return;
+		case CCRM_NOT_BUILTIN:
+			formula_error(fc, location,
+						  get_func_namespace(funcid) == PG_CATALOG_NAMESPACE
+						  ? psprintf("function %s is not allowed: it is not one of PostgreSQL's own", sig)
+						  : psprintf("function %s is not allowed: only functions from pg_catalog are", sig),
+						  NULL);
+		case CCRM_VOLATILE:
+			formula_error(fc, location, psprintf("function %s is not allowed: it is volatile", sig),
+						  "Formulas may only call immutable or stable functions, so that they compute a value and do nothing else.");
+		case CCRM_RETURNS_SET:
+			formula_error(fc, location, psprintf("function %s is not allowed: it returns a set", sig), NULL);
+		case CCRM_SECURITY_DEFINER:
+			formula_error(fc, location, psprintf("function %s is not allowed: it is security definer", sig), NULL);
+		case CCRM_READS_STATE:
 			formula_error(fc, location,
 						  psprintf("function %s is not allowed: it reads more than the record's fields", sig),
-						  NULL);
-	ReleaseSysCache(tup);
+						  "Functions and types that read other sessions, settings, the catalogs or files are not allowed in formulas.");
+	}
 }
-
 static void
 check_operator(FormulaCheck *fc, Oid opno, Oid funcid, int location)
 {
@@ -258,19 +329,21 @@ check_walker(Node *node, FormulaCheck *fc)
 		case T_Var:
 			if (((Var *) node)->varattno <= 0)
 				formula_error(fc, location, "whole-row and system columns are not allowed", NULL);
+			check_type(fc, ((Var *) node)->vartype, location, false);
 			break;
 		case T_Const:
-			check_type(fc, ((Const *) node)->consttype, location);
+			check_type(fc, ((Const *) node)->consttype, location, true);
 			break;
 		case T_FuncExpr:
 			check_function(fc, ((FuncExpr *) node)->funcid, location);
-			check_type(fc, ((FuncExpr *) node)->funcresulttype, location);
+			check_type(fc, ((FuncExpr *) node)->funcresulttype, location, false);
 			break;
 		case T_OpExpr:
 		case T_DistinctExpr:
 		case T_NullIfExpr:
 			set_opfuncid((OpExpr *) node);
 			check_operator(fc, ((OpExpr *) node)->opno, ((OpExpr *) node)->opfuncid, location);
+			check_type(fc, exprType(node), location, false);
 			break;
 		case T_ScalarArrayOpExpr:
 			set_sa_opfuncid((ScalarArrayOpExpr *) node);
@@ -278,12 +351,31 @@ check_walker(Node *node, FormulaCheck *fc)
 						   ((ScalarArrayOpExpr *) node)->opfuncid, location);
 			break;
 		case T_CoerceViaIO:
+			/* the output function of the value's type, the input function of the result */
+			check_type(fc, exprType((Node *) ((CoerceViaIO *) node)->arg), location, false);
+			check_type(fc, exprType(node), location, true);
+			break;
+		case T_CoerceToDomain:
+			/* the domain's CHECK constraints run */
+			check_type(fc, exprType(node), location, true);
+			break;
+		case T_MinMaxExpr:
+			{
+				/* GREATEST and LEAST call the type's comparison function */
+				TypeCacheEntry *tc = lookup_type_cache(exprType(node), TYPECACHE_CMP_PROC);
+				char	   *problem = OidIsValid(tc->cmp_proc) ? CcrmFunctionCodeProblem(tc->cmp_proc, GetUserId()) : NULL;
+
+				if (problem)
+					trust_error(fc, location, psprintf("GREATEST and LEAST of type %s are not allowed: %s",
+													   format_type_be(exprType(node)), problem));
+				check_type(fc, exprType(node), location, false);
+				break;
+			}
 		case T_RelabelType:
 		case T_ArrayCoerceExpr:
 		case T_ArrayExpr:
 		case T_CoalesceExpr:
-		case T_MinMaxExpr:
-			check_type(fc, exprType(node), location);
+			check_type(fc, exprType(node), location, false);
 			break;
 		case T_BoolExpr:
 		case T_NullTest:
@@ -293,8 +385,6 @@ check_walker(Node *node, FormulaCheck *fc)
 		case T_CaseTestExpr:
 		case T_CollateExpr:
 		case T_SQLValueFunction:
-		case T_CoerceToDomain:
-		case T_CoerceToDomainValue:
 			break;
 		case T_Aggref:
 			formula_error(fc, location, "aggregate functions are not allowed",
@@ -383,7 +473,11 @@ formula_sql(const CcrmEntity *ent, const char *expression, const CcrmField *targ
 	type = exprType(expr);
 	if (target)
 	{
-		Node	   *coerced = coerce_to_target_type(fc.pstate, expr, type, target->typid,
+		Node	   *coerced;
+
+		/* assigning a literal converts it: the target type's code runs */
+		check_type(&fc, target->typid, -1, true);
+		coerced = coerce_to_target_type(fc.pstate, expr, type, target->typid,
 													target->is_custom ? -1 : target->typmod,
 													COERCION_ASSIGNMENT, COERCE_IMPLICIT_CAST, -1);
 
@@ -675,6 +769,34 @@ run_formulas(CcrmRun *run, CcrmGroup *group, ArrayType *names, bool audit)
 	return CcrmJsonbFromCString(counts.data);
 }
 
+typedef struct FormulaRunArgs
+{
+	CcrmRun    *run;
+	CcrmGroup  *group;
+	ArrayType  *names;
+	bool		audit;
+} FormulaRunArgs;
+
+static Datum
+run_formulas_confined(void *arg)
+{
+	FormulaRunArgs *a = arg;
+
+	return PointerGetDatum(run_formulas(a->run, a->group, a->names, a->audit));
+}
+
+/*
+ * The updates of a run, confined to the current user (run_as_owner.c):
+ * the caller of ccrm.run_formulas, or the job's owner.
+ */
+static Jsonb *
+run_formulas_as_runner(CcrmRun *run, CcrmGroup *group, ArrayType *names, bool audit)
+{
+	FormulaRunArgs a = {run, group, names, audit};
+
+	return (Jsonb *) DatumGetPointer(CcrmRunConfined(GetUserId(), run_formulas_confined, &a));
+}
+
 /* ccrm.run_formulas(group text, formulas text[], audit boolean) → run id */
 Datum
 ccrm_run_formulas(PG_FUNCTION_ARGS)
@@ -712,7 +834,7 @@ ccrm_run_formulas(PG_FUNCTION_ARGS)
 		detail = psprintf("formulas %s", OidOutputFunctionCall(out, PointerGetDatum(names)));
 	}
 	run = CcrmRunBeginDirect("run_formulas", group_id, detail);
-	counts = run_formulas(run, group, names, audit);
+	counts = run_formulas_as_runner(run, group, names, audit);
 	CcrmRunFinishDirect(run, counts);
 	run_id = run->id;
 	SPI_finish();
@@ -738,7 +860,7 @@ ccrm_job_run_formulas(PG_FUNCTION_ARGS)
 	names = parse_params(PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), &audit);
 	CcrmSPIConnect();
 	group = CcrmGroupLoad(run->group_id);
-	result = SPI_datumTransfer(JsonbPGetDatum(run_formulas(run, group, names, audit)), false, -1);
+	result = SPI_datumTransfer(JsonbPGetDatum(run_formulas_as_runner(run, group, names, audit)), false, -1);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }

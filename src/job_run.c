@@ -29,6 +29,7 @@
 #include "spi_debug.h"
 #include "job.h"
 #include "privilege.h"
+#include "run_as_owner.h"
 #include "schedule.h"
 #include "scheduler.h"
 
@@ -300,8 +301,7 @@ execute_action(JobRow *job, int64 run_id, TimestampTz action_time, RunOutcome *o
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	Oid			owner = get_role_oid(job->owner, true);
-	Oid			save_user;
-	int			save_sec;
+	CcrmConfinement conf = {0};
 
 	if (!OidIsValid(owner))
 	{
@@ -311,7 +311,6 @@ execute_action(JobRow *job, int64 run_id, TimestampTz action_time, RunOutcome *o
 		return;
 	}
 
-	GetUserIdAndSecContext(&save_user, &save_sec);
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
@@ -319,10 +318,8 @@ execute_action(JobRow *job, int64 run_id, TimestampTz action_time, RunOutcome *o
 		LOCAL_FCINFO(fcinfo, 6);
 		FmgrInfo	flinfo;
 		Datum		result;
-		int			nest;
 
-		SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-		nest = NewGUCNestLevel();
+		CcrmConfineBegin(&conf, owner);
 		(void) set_config_option("timezone", job->time_zone, PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
 		PushActiveSnapshot(GetTransactionSnapshot());
@@ -351,8 +348,7 @@ execute_action(JobRow *job, int64 run_id, TimestampTz action_time, RunOutcome *o
 		}
 
 		PopActiveSnapshot();
-		AtEOXact_GUC(true, nest);
-		SetUserIdAndSecContext(save_user, save_sec);
+		CcrmConfineEnd(&conf);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -363,10 +359,10 @@ execute_action(JobRow *job, int64 run_id, TimestampTz action_time, RunOutcome *o
 		ErrorData  *edata;
 
 		MemoryContextSwitchTo(cxt);
+		CcrmConfineAbort(&conf);
 		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
-		SetUserIdAndSecContext(save_user, save_sec);
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
 

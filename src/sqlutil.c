@@ -97,10 +97,15 @@ CcrmUseConfiguredTimeZone(void)
 							 GUC_ACTION_SAVE, true, 0, false);
 }
 
+/*
+ * Leave a pushed level.  Everything set within it is rolled back, also
+ * what code called meanwhile set with SET or set_config(..., false): a
+ * change made while ccrm ran never outlives the call.
+ */
 void
 CcrmPopSearchPath(int nestlevel)
 {
-	AtEOXact_GUC(true, nestlevel);
+	AtEOXact_GUC(false, nestlevel);
 }
 
 /* How a JSON value reads in a message: "a string", "an array" ... */
@@ -184,8 +189,11 @@ CcrmCatalogOwner(void)
  * Run one statement as the catalog's owner: ccrm's own bookkeeping on its
  * tables (runs, tools), which callers may not write themselves; they check
  * first who may ask.  Never read-only, so it sees what this transaction
- * wrote a moment ago.  The caller's user id comes back even on error.  An
- * ERROR when the SPI result is not "expect" (0: any success).
+ * wrote a moment ago.  It runs under search_path = pg_catalog, pg_temp
+ * (whatever the session or a run set), keeping a security-restricted
+ * context it is called in.  The caller's user id and settings come back
+ * even on error.  An ERROR when the SPI result is not "expect" (0: any
+ * success).
  */
 int
 CcrmExecuteAsOwner(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
@@ -194,18 +202,24 @@ CcrmExecuteAsOwner(const char *sql, int nargs, Oid *types, Datum *values, const 
 	Oid			save_user;
 	int			save_sec;
 	int			rc;
+	int			nestlevel;
 
 	GetUserIdAndSecContext(&save_user, &save_sec);
+	nestlevel = CcrmPushSafeSearchPath();
 	SetUserIdAndSecContext(CcrmCatalogOwner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	PG_TRY();
 	{
 		rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		SetUserIdAndSecContext(save_user, save_sec);
+		AtEOXact_GUC(false, nestlevel);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	SetUserIdAndSecContext(save_user, save_sec);
+	CcrmPopSearchPath(nestlevel);
 	if (rc < 0 || (expect != 0 && rc != expect))
 		elog(ERROR, "ccrm bookkeeping failed (%s): %s", SPI_result_code_string(rc), sql);
 	return rc;

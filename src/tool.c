@@ -7,13 +7,31 @@
  *	  run_tool.
  *
  *	  A tool is a function f(member_ids bigint[], params jsonb) returning a
- *	  count (bigint or integer), registered for one entity or for any.
- *	  Registering: only the function's owner or a superuser may register
- *	  it (whoever can register a function decides what it does); security
- *	  definer functions are refused, because a tool runs with the
- *	  privileges of whoever runs it — the caller of ccrm.run_tool, or the
- *	  job's owner — and is called through SQL, so EXECUTE privilege and
- *	  every table privilege are checked as usual.
+ *	  count (bigint or integer), registered for one entity or for any.  It
+ *	  is code written by the function's owner, and it runs with the rights
+ *	  of whoever runs it: the caller of ccrm.run_tool, or the job's owner.
+ *	  So, checked again at every use (run and job validation), not only
+ *	  when registered, because CREATE OR REPLACE, ALTER FUNCTION and owner
+ *	  changes happen behind ccrm's back:
+ *
+ *	  - the function still exists, still has a tool's signature and is not
+ *		SECURITY DEFINER;
+ *	  - the role that registered it still owns it (or is a member of its
+ *		owner): an owner change makes the tool unusable until its new owner
+ *		registers it;
+ *	  - the function's owner can act as the runner (code_trust.c): the
+ *		runner itself, a superuser (ccrm's built-in tools, functions of
+ *		extensions), or a role that has the runner's privileges.  A tool of
+ *		another role never runs with your rights; its author gains nothing
+ *		from a run they could not do themselves;
+ *	  - the runner may EXECUTE it.
+ *	  The function is then called by its OID (no name lookup that another
+ *	  overload could win), confined to the runner (run_as_owner.c).
+ *
+ *	  Names are first come, first served and global: a name refers to one
+ *	  tool.  Taking a name gains nothing but the name, since a tool only
+ *	  runs for roles its author can act as; the registrant or a ccrm admin
+ *	  unregisters it.
  *
  *	  ccrm.tool is written as the owner of ccrm's catalog (ordinary roles
  *	  only read it); the checks above happen first, as the caller.
@@ -28,7 +46,9 @@
 #include "ccrm.h"
 #include "spi_debug.h"
 #include "action_run.h"
+#include "code_trust.h"
 #include "privilege.h"
+#include "run_as_owner.h"
 #include "target_group.h"
 
 #include "access/htup_details.h"
@@ -39,6 +59,7 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
@@ -57,7 +78,7 @@ typedef struct Tool
 	char	   *name;
 	char	   *entity;			/* NULL: any */
 	Oid			funcid;
-	char	   *call;			/* "schema"."function" */
+	Oid			owner;			/* who registered it (ccrm.tool.owner) */
 } Tool;
 
 static char *
@@ -80,7 +101,7 @@ tool_lookup(const char *name)
 	Datum		arg = CStringGetTextDatum(name);
 	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT name, entity, function::pg_catalog.oid FROM ccrm.tool"
+	if (SPI_execute_with_args("SELECT name, entity, function::pg_catalog.oid, owner::pg_catalog.oid FROM ccrm.tool"
 							  " WHERE name OPERATOR(pg_catalog.=) $1",
 							  1, &type, &arg, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read ccrm.tool");
@@ -92,31 +113,88 @@ tool_lookup(const char *name)
 	t->name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	t->entity = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	t->funcid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	t->owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
 	if (get_func_name(t->funcid) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("the function of tool \"%s\" no longer exists", name),
 				 errhint("Unregister the tool with ccrm.unregister_tool('%s') and register it again.", name)));
-	t->call = quote_qualified_identifier(get_namespace_name(get_func_namespace(t->funcid)),
-										 get_func_name(t->funcid));
 	return t;
 }
 
-/* The tool fits the group's entity and the role may execute it. */
+/*
+ * A function that can be a tool: (bigint[], jsonb) returning a count, not
+ * a procedure, not returning a set, not SECURITY DEFINER.  Checked when it
+ * is registered and whenever the tool is used.
+ */
+static void
+check_tool_function(Oid funcid)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+	Form_pg_proc proc;
+	char	   *sig;
+
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function with OID %u does not exist", funcid)));
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	sig = format_procedure(funcid);
+	if (proc->prokind != PROKIND_FUNCTION || proc->proretset || proc->pronargs != 2 ||
+		proc->proargtypes.values[0] != INT8ARRAYOID || proc->proargtypes.values[1] != JSONBOID ||
+		(proc->prorettype != INT8OID && proc->prorettype != INT4OID))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("function %s cannot be a tool", sig),
+				 errdetail("A tool is a function (member_ids bigint[], params jsonb) that returns a count, bigint or integer."),
+				 errhint("Write it as CREATE FUNCTION my_tool(member_ids bigint[], params jsonb) RETURNS bigint ...")));
+	if (proc->prosecdef)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("function %s cannot be a tool: it is SECURITY DEFINER", sig),
+				 errhint("A tool runs with the privileges of whoever runs it; make the function SECURITY INVOKER.")));
+	ReleaseSysCache(tup);
+}
+
+/*
+ * Everything a use of the tool needs, as the current user (the runner):
+ * it fits the group's entity, its function is still a tool's and still
+ * owned by whoever registered it, its owner can act as the runner, and
+ * the runner may execute it.
+ */
 static void
 check_tool_for_group(Tool *t, CcrmGroup *group)
 {
+	Oid			runner = GetUserId();
+	char	   *problem;
+
 	if (t->entity && strcmp(t->entity, group->entity->name) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("tool \"%s\" works on %s, and group \"%s\" is a group of %s",
 						t->name, t->entity, group->name, group->entity->name),
 				 errhint("Choose a tool registered for %s or for any entity.", group->entity->name)));
-	if (pg_proc_aclcheck(t->funcid, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+	check_tool_function(t->funcid);
+	if (!pg_proc_ownercheck(t->funcid, t->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("tool \"%s\" cannot run: %s, who registered it, no longer owns %s",
+						t->name, CcrmRoleName(t->owner), format_procedure(t->funcid)),
+				 errhint("The function's owner may register it under a name of their own; unregister this one with ccrm.unregister_tool('%s').",
+						 t->name)));
+	problem = CcrmFunctionCodeProblem(t->funcid, runner);
+	if (problem)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("tool \"%s\" may not run as %s", t->name, GetUserNameFromId(runner, false)),
+				 errdetail("Its %s.", problem),
+				 errhint("A tool runs with the rights of whoever runs it, so it only runs for roles its author can act as; "
+						 "let its author run it, or make the author a member of %s.", GetUserNameFromId(runner, false))));
+	if (pg_proc_aclcheck(t->funcid, runner, ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to run tool \"%s\"", t->name),
-				 errdetail("%s may not execute %s.", GetUserNameFromId(GetUserId(), false),
+				 errdetail("%s may not execute %s.", GetUserNameFromId(runner, false),
 						   format_procedure(t->funcid)),
 				 errhint("A tool runs with the privileges of whoever runs it; grant EXECUTE on the function.")));
 }
@@ -130,9 +208,6 @@ ccrm_register_tool(PG_FUNCTION_ARGS)
 {
 	char	   *name;
 	Oid			funcid;
-	HeapTuple	tup;
-	Form_pg_proc proc;
-	char	   *sig;
 	Oid			types[5] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, OIDOID};
 	Datum		values[5];
 	char		nulls[6] = "     ";
@@ -152,32 +227,16 @@ ccrm_register_tool(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(1))
 		(void) CcrmEntityLookup(text_to_cstring(PG_GETARG_TEXT_PP(1)), false);
 
-	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
-	if (!HeapTupleIsValid(tup))
+	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(funcid)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("function with OID %u does not exist", funcid)));
-	proc = (Form_pg_proc) GETSTRUCT(tup);
-	sig = format_procedure(funcid);
 	if (!pg_proc_ownercheck(funcid, GetUserId()))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("only the owner of function %s or a superuser may register it as a tool", sig),
+				 errmsg("only the owner of function %s or a superuser may register it as a tool", format_procedure(funcid)),
 				 errhint("Ask the owner of the function to register it.")));
-	if (proc->prokind != PROKIND_FUNCTION || proc->proretset || proc->pronargs != 2 ||
-		proc->proargtypes.values[0] != INT8ARRAYOID || proc->proargtypes.values[1] != JSONBOID ||
-		(proc->prorettype != INT8OID && proc->prorettype != INT4OID))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
-				 errmsg("function %s cannot be a tool", sig),
-				 errdetail("A tool is a function (member_ids bigint[], params jsonb) that returns a count, bigint or integer."),
-				 errhint("Write it as CREATE FUNCTION my_tool(member_ids bigint[], params jsonb) RETURNS bigint ...")));
-	if (proc->prosecdef)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
-				 errmsg("function %s cannot be a tool: it is SECURITY DEFINER", sig),
-				 errhint("A tool runs with the privileges of whoever runs it; make the function SECURITY INVOKER.")));
-	ReleaseSysCache(tup);
+	check_tool_function(funcid);
 
 	CcrmSPIConnect();
 	values[0] = CStringGetTextDatum(name);
@@ -237,28 +296,62 @@ ccrm_unregister_tool(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* Call a tool with the members of the group; returns the counts.  SPI connected. */
+typedef struct ToolCall
+{
+	Oid			funcid;
+	Datum		member_ids;
+	Jsonb	   *params;
+	bool		isnull;
+} ToolCall;
+
+/* The call itself, by OID: no name lookup another overload could win. */
+static Datum
+invoke_tool(void *arg)
+{
+	ToolCall   *call = arg;
+	LOCAL_FCINFO(fcinfo, 2);
+	FmgrInfo	flinfo;
+	Datum		result;
+
+	fmgr_info(call->funcid, &flinfo);
+	InitFunctionCallInfoData(*fcinfo, &flinfo, 2, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = call->member_ids;
+	fcinfo->args[0].isnull = false;
+	fcinfo->args[1].value = JsonbPGetDatum(call->params);
+	fcinfo->args[1].isnull = false;
+	result = FunctionCallInvoke(fcinfo);
+	call->isnull = fcinfo->isnull;
+	if (fcinfo->isnull)
+		return Int64GetDatum(0);
+	return get_func_rettype(call->funcid) == INT4OID ? Int64GetDatum(DatumGetInt32(result)) : result;
+}
+
+/*
+ * Call a tool with the members of the group, confined to the runner;
+ * returns the counts.  SPI connected.
+ */
 static Jsonb *
 call_tool(CcrmRun *run, CcrmGroup *group, Tool *t, Jsonb *params)
 {
-	Oid			types[2] = {INT8OID, JSONBOID};
-	Datum		args[2];
-	char	   *sql;
+	Oid			type = INT8OID;
+	Datum		arg = Int64GetDatum(group->id);
 	bool		isnull;
-	Datum		d;
+	ToolCall	call;
 	int64		result;
 	StringInfoData counts;
 
 	check_tool_for_group(t, group);
-	args[0] = Int64GetDatum(group->id);
-	args[1] = JsonbPGetDatum(params);
-	sql = psprintf("SELECT %s(ARRAY(SELECT m.member_id FROM ccrm.target_group_membership m"
-				   " WHERE m.group_id OPERATOR(pg_catalog.=) $1 AND m.left_at IS NULL ORDER BY m.member_id),"
-				   " $2)::pg_catalog.int8", t->call);
-	if (SPI_execute_with_args(sql, 2, types, args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not run tool \"%s\"", t->name);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	result = isnull ? 0 : DatumGetInt64(d);
+	if (SPI_execute_with_args("SELECT ARRAY(SELECT m.member_id FROM ccrm.target_group_membership m"
+							  " WHERE m.group_id OPERATOR(pg_catalog.=) $1 AND m.left_at IS NULL ORDER BY m.member_id)",
+							  1, &type, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the members of group \"%s\"", group->name);
+	call.funcid = t->funcid;
+	call.member_ids = datumCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
+								false, -1);
+	call.params = params;
+	call.isnull = false;
+	SPI_freetuptable(SPI_tuptable);
+	result = DatumGetInt64(CcrmRunConfined(GetUserId(), invoke_tool, &call));
 	initStringInfo(&counts);
 	appendStringInfoString(&counts, "{\"tool\": ");
 	escape_json(&counts, t->name);
