@@ -90,10 +90,19 @@ SELECT status FROM ccrm.run_job('Counter');
 SELECT ccrm.mass_update('Helsinki', 'account', '{"last_contacted": "2026-11-27"}');
 SELECT ccrm.mass_update('Helsinki', 'contact', '{"title": "Customer"}');
 
+-- messages: a channel, a template, queued messages; a right to act as a CRM user
+SELECT ccrm.grant_act_as(1, 'alice');
+SELECT ccrm.create_channel('mail', 'email', is_default => true);
+SELECT ccrm.create_message_template('hello', 'email', subject => 'Hello $contact-firstname$', body => 'Hi!');
+UPDATE ccrm.contact SET email = firstname || '@example.com';
+SELECT count(*) FROM ccrm.enqueue_template('hello', ARRAY[1, 2]::bigint[], key_prefix => 'hello:', at => '2026-11-27 10:00+02');
+
 -- alice: a role of the application, with jobs, runs and audit of her own
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ccrm, public TO alice;
 GRANT SELECT, USAGE ON ALL SEQUENCES IN SCHEMA ccrm TO alice;
 GRANT SELECT ON public.invoice TO bob;
+-- the group alice mass-updates is hers (a role uses only definitions it may use)
+UPDATE ccrm.target_group SET owner = 'alice' WHERE name = 'Fair';
 });
 $node->safe_psql('crm', q{
 SET ROLE alice;
@@ -192,7 +201,7 @@ is($node->safe_psql('restored', q{SELECT status || ' ' || counts FROM ccrm.run_j
 	'succeeded {"accounts": 2}', "a job of the user's own kind runs");
 is($node->safe_psql('restored', q{
 SELECT string_agg(entity || ' ' || restored || ' ' || conflicts, ', ')
-  FROM ccrm.undo_run((SELECT max(id) FROM ccrm.job_run WHERE kind = 'mass_update' AND run_as = 'postgres'));
+  FROM ccrm.undo_run((SELECT max(id) FROM ccrm.job_run WHERE kind = 'mass_update' AND run_as = 'postgres'::regrole));
 SELECT count(*) FILTER (WHERE title = 'Customer') || '/' || count(*) FILTER (WHERE title = 'Fair VIP')
   FROM ccrm.contact;
 }), "contact 9 0\n0/2", 'a run audited before the dump is undone after the restore');
@@ -229,15 +238,18 @@ like($err, qr/invalid input syntax for type date/, 'custom field checks work aft
 # jobs, runs and audit: pg_dump (row_security = off) refuses to dump those
 my $alice_dump = $node->basedir . "/alice.dump";
 $node->command_fails_like([ 'pg_dump', '-Fc', '-f', $alice_dump, '-U', 'alice', '-d', $node->connstr('crm') ],
-	qr/query would be affected by row-level security policy for table "(job|job_run|run_audit)"/,
+	qr/query would be affected by row-level security policy for table "\w+"/,
 	"a non-superuser's pg_dump stops at the tables with row level security");
 # with --enable-row-security it dumps what alice can see: her own jobs, runs and audit only
 $node->command_ok([ 'pg_dump', '--enable-row-security', '-Fc', '-f', $alice_dump, '-U', 'alice',
 		'-d', $node->connstr('crm') ], "a non-superuser's pg_dump --enable-row-security");
-$node->command_ok([ 'pg_restore', '-d', $node->connstr('partial'), $alice_dump ], 'its restore (by a superuser)');
+# rows of tables without row level security (activities) point at plans she
+# cannot see: the partial dump does not restore cleanly (pg_restore goes on)
+$node->command_fails_like([ 'pg_restore', '-d', $node->connstr('partial'), $alice_dump ],
+	qr/is not present in table "activity_plan"/, 'its restore (by a superuser) reports the rows that point at what it left out');
 is($node->safe_psql('partial', q{
 SELECT (SELECT string_agg(name, ',') FROM ccrm.job) || ' | ' ||
-       (SELECT string_agg(DISTINCT run_as, ',') FROM ccrm.job_run) || ' | ' ||
+       (SELECT string_agg(DISTINCT run_as::text, ',') FROM ccrm.job_run) || ' | ' ||
        (SELECT count(*) FROM ccrm.run_audit) || ' | ' || (SELECT count(*) FROM ccrm.contact)}),
 	'Alice counts | alice | 2 | 20', 'that dump holds only her jobs, runs and audit, and all other tables');
 # bob has no privileges on ccrm's tables: his pg_dump cannot read their data
