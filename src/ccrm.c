@@ -9,6 +9,7 @@
  */
 #include "ccrm.h"
 #include "scheduler.h"
+#include "delivery.h"
 
 #include "fmgr.h"
 #include "utils/guc.h"
@@ -21,6 +22,7 @@ void
 _PG_init(void)
 {
 	CcrmSchedulerInit();
+	CcrmDeliveryInit();
 	CcrmActionInit();
 	MarkGUCPrefixReserved("ccrm");
 }
