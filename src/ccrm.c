@@ -8,6 +8,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "messaging.h"
 #include "scheduler.h"
 #include "delivery.h"
 
@@ -24,5 +25,6 @@ _PG_init(void)
 	CcrmSchedulerInit();
 	CcrmDeliveryInit();
 	CcrmActionInit();
+	MsgOutboxInit();
 	MarkGUCPrefixReserved("ccrm");
 }

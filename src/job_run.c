@@ -682,6 +682,11 @@ CcrmPurgeJobHistory(void)
 				       0, NULL, NULL, NULL, 0);
 	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
 		CcrmExecuteAsOwner("SELECT ccrm.purge_audit()", 0, NULL, NULL, NULL, 0);
+	/* finished messages lose their texts, keep their keys (outbox.c, from 0.6.0 on) */
+	CcrmExecuteAsOwner("SELECT pg_catalog.to_regprocedure('ccrm.purge_outbox(interval,timestamptz)') IS NOT NULL",
+				       0, NULL, NULL, NULL, 0);
+	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
+		CcrmExecuteAsOwner("SELECT ccrm.purge_outbox()", 0, NULL, NULL, NULL, 0);
 	if (ccrm_job_history_retention <= 0)
 		return;
 	CcrmExecuteAsOwner("DELETE FROM ccrm.job_run WHERE status OPERATOR(pg_catalog.<>) 'running'"
