@@ -93,4 +93,7 @@ extern void CcrmDeliveryWakeAtCommit(void);
 /* Whether a delivery worker runs (it announces itself in shared memory). */
 extern bool CcrmDeliveryRunning(void);
 
+/* Whether this process is the delivery worker (it may claim channels delivered by ccrm). */
+extern bool CcrmIsDeliveryWorker(void);
+
 #endif							/* CCRM_DELIVERY_H */

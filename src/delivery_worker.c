@@ -209,6 +209,8 @@ static TimestampTz last_pass = 0;
 static Oid	token_type = InvalidOid;
 static int	ready = -1;
 static bool woken = false;
+static bool released = false;	/* claims of a dead predecessor ended */
+static TimestampTz worker_started = 0;
 
 /* ---------------------------------------------------------------------- */
 /* registration, shared memory, wake-up */
@@ -541,8 +543,10 @@ prepare_mail(Transfer *t, Channel *c, HeapTuple tup, TupleDesc desc)
 	char	   *from;
 
 	memset(&mail, 0, sizeof(mail));
-	from = SPI_getvalue(tup, desc, SPI_fnumber(desc, "sender"));
+	from = SPI_getvalue(tup, desc, SPI_fnumber(desc, "sender_email"));
 	mail.from = (from && from[0]) ? from : c->sender;
+	if (from && from[0])
+		mail.from_name = SPI_getvalue(tup, desc, SPI_fnumber(desc, "sender_name"));
 	mail.to = SPI_getvalue(tup, desc, SPI_fnumber(desc, "recipient"));
 	mail.reply_to = SPI_getvalue(tup, desc, SPI_fnumber(desc, "reply_to"));
 	mail.subject = SPI_getvalue(tup, desc, SPI_fnumber(desc, "subject"));
@@ -587,14 +591,12 @@ prepare_sms(Transfer *t, Channel *c, HeapTuple tup, TupleDesc desc)
 {
 	CcrmSms		sms;
 	const char *content_type;
-	char	   *from;
 	char	   *segments;
 
 	memset(&sms, 0, sizeof(sms));
 	sms.outbox_id = t->id;
 	sms.to = SPI_getvalue(tup, desc, SPI_fnumber(desc, "recipient"));
-	from = SPI_getvalue(tup, desc, SPI_fnumber(desc, "sender"));
-	sms.from = (from && from[0]) ? from : c->sender;
+	sms.from = c->sender;
 	sms.body = SPI_getvalue(tup, desc, SPI_fnumber(desc, "body"));
 	sms.idempotency_key = t->key;
 	sms.encoding = SPI_getvalue(tup, desc, SPI_fnumber(desc, "encoding"));
@@ -1021,7 +1023,9 @@ claim_for(Channel *c, TimestampTz now)
 	v[1] = Int32GetDatum(n);
 	v[2] = DirectFunctionCall3(interval_in, CStringGetDatum(psprintf("%ld seconds", lease_s)),
 							   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-	if (SPI_execute_with_args("SELECT * FROM ccrm.claim_messages($1, $2, $3)", 3, types, v, NULL, false, 0)
+	if (SPI_execute_with_args("SELECT c.*, COALESCE(o.idempotency_key, 'ccrm-outbox-' OPERATOR(pg_catalog.||) o.id) AS idempotency_key,"
+							  "       o.created_at"
+							  "  FROM ccrm.claim_messages($1, $2, $3) c JOIN ccrm.outbox o ON o.id OPERATOR(pg_catalog.=) c.id", 3, types, v, NULL, false, 0)
 		!= SPI_OK_SELECT)
 		elog(ERROR, "could not claim messages of channel \"%s\"", c->name);
 	if (!OidIsValid(token_type) && SPI_processed > 0)
@@ -1040,6 +1044,34 @@ claim_for(Channel *c, TimestampTz now)
 		t->next = claimed;
 		claimed = t;
 	}
+}
+
+/*
+ * Claims of channels delivered by ccrm that were made before this worker
+ * started belong to a worker that is gone (only one runs at a time): end
+ * their leases now instead of waiting for them, so a restart after a crash
+ * sends at once what was in flight.  Those messages may have reached the
+ * server already: they go again with the same Message-ID / Idempotency-Key.
+ */
+static void
+release_dead_claims(void)
+{
+	Oid			types[1] = {TIMESTAMPTZOID};
+	Datum		v[1] = {TimestampTzGetDatum(worker_started)};
+
+	if (SPI_execute_with_args("UPDATE ccrm.outbox o SET available_at = pg_catalog.now()"
+							  "  FROM ccrm.channel c"
+							  " WHERE c.id OPERATOR(pg_catalog.=) o.channel_id AND c.delivery OPERATOR(pg_catalog.=) 'ccrm'"
+							  "   AND o.status OPERATOR(pg_catalog.=) 'sending' AND o.claimed_at OPERATOR(pg_catalog.<) $1"
+							  "   AND o.available_at OPERATOR(pg_catalog.>) pg_catalog.now()",
+							  1, types, v, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not end the claims of a previous delivery worker");
+	if (SPI_processed > 0)
+		ereport(LOG,
+				(errmsg("ccrm delivery takes back %llu message%s a previous worker had in flight",
+						(unsigned long long) SPI_processed, SPI_processed == 1 ? "" : "s"),
+				 errdetail("They may have reached the server; they are sent again with the same Message-ID or Idempotency-Key.")));
+	released = true;
 }
 
 static bool
@@ -1088,6 +1120,8 @@ delivery_pass(void)
 				ereport(LOG, (errmsg("ccrm delivery started in database \"%s\"",
 									 get_database_name(MyDatabaseId))));
 			ready = 1;
+			if (!released && !RecoveryInProgress())
+				release_dead_claims();
 			if (woken || channels == NULL ||
 				TimestampDifferenceExceeds(loaded_at, GetCurrentTimestamp(), RELOAD_MS))
 				load_channels();
@@ -1341,6 +1375,7 @@ ccrm_delivery_main(Datum arg)
 		}
 		before_shmem_exit(delivery_detach, (Datum) 0);
 	}
+	worker_started = GetCurrentTimestamp();
 	StartTransactionCommand();
 	dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
 	CommitTransactionCommand();
@@ -1407,4 +1442,19 @@ ccrm_delivery_main(Datum arg)
 				socket_ready = true;
 		}
 	}
+}
+
+/* Whether this process is the one delivery worker that announced itself. */
+bool
+CcrmIsDeliveryWorker(void)
+{
+	pid_t		pid;
+
+	if (shared == NULL || MyBgworkerEntry == NULL ||
+		strcmp(MyBgworkerEntry->bgw_type, "ccrm delivery") != 0)
+		return false;
+	SpinLockAcquire(&shared->mutex);
+	pid = shared->pid;
+	SpinLockRelease(&shared->mutex);
+	return pid == MyProcPid;
 }

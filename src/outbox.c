@@ -48,6 +48,7 @@
  */
 #include "ccrm.h"
 #include "messaging.h"
+#include "delivery.h"
 #include "setting.h"
 
 #include "access/htup_details.h"
@@ -944,7 +945,8 @@ ccrm_claim_messages(PG_FUNCTION_ARGS)
 				 errhint("A lease is how long the sender keeps the messages, e.g. '5 minutes'; "
 						 "unfinished ones are claimable again when it ends.")));
 	ch = MsgChannelLookup(text_arg(fcinfo, 0), NULL);
-	if (strcmp(ch->delivery, "external") != 0)
+	/* ccrm's own delivery worker claims the channels it delivers (delivery_worker.c) */
+	if (strcmp(ch->delivery, "external") != 0 && !CcrmIsDeliveryWorker())
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("channel \"%s\" is delivered by ccrm", ch->name),
