@@ -435,8 +435,8 @@ load_channels(void)
 
 	if (SPI_execute("SELECT c.id, c.name, c.medium, c.endpoint, c.require_tls, c.username, c.secret,"
 					"       c.sender, c.ca_file, c.rate_limit, c.parallelism,"
-					"       (pg_catalog.extract(epoch FROM c.connect_timeout) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 AS connect_ms,"
-					"       (pg_catalog.extract(epoch FROM c.send_timeout) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 AS send_ms,"
+					"       (pg_catalog.date_part('epoch', c.connect_timeout) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 AS connect_ms,"
+					"       (pg_catalog.date_part('epoch', c.send_timeout) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 AS send_ms,"
 					"       c.sms_format, c.message_id_domain,"
 					"       COALESCE(d.paused_until OPERATOR(pg_catalog.>) pg_catalog.now(), false) AS paused,"
 					"       COALESCE(d.failures_in_row, 0) AS failures_in_row"

@@ -17,7 +17,17 @@ my $here = dirname(__FILE__);
 
 sub run_openssl
 {
-	system('openssl', @_) == 0 or die "openssl @_ failed\n";
+	# its progress output is not the test's
+	my $pid = fork;
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open STDOUT, '>', '/dev/null';
+		open STDERR, '>', '/dev/null';
+		exec('openssl', @_) or POSIX::_exit(127);
+	}
+	waitpid($pid, 0);
+	$? == 0 or die "openssl @_ failed\n";
 }
 
 # A CA and a certificate for localhost and 127.0.0.1 signed by it, in $dir.
@@ -29,9 +39,9 @@ sub make_certs
 	print $fh "subjectAltName=DNS:localhost,IP:127.0.0.1\n";
 	close $fh;
 	run_openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', "$dir/ca.key",
-		'-out', "$dir/ca.pem", '-days', '2', '-subj', '/CN=ccrm test CA', '-quiet');
+		'-out', "$dir/ca.pem", '-days', '2', '-subj', '/CN=ccrm test CA');
 	run_openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', "$dir/server.key",
-		'-out', "$dir/server.csr", '-subj', '/CN=localhost', '-quiet');
+		'-out', "$dir/server.csr", '-subj', '/CN=localhost');
 	run_openssl('x509', '-req', '-in', "$dir/server.csr", '-CA', "$dir/ca.pem", '-CAkey', "$dir/ca.key",
 		'-CAcreateserial', '-out', "$dir/server.pem", '-days', '2', '-extfile', "$dir/ext.cnf");
 	chmod 0644, "$dir/ca.pem", "$dir/server.pem", "$dir/server.key";
@@ -109,6 +119,7 @@ sub received_sms
 }
 
 # The decoded text of the part of a mail with this Content-Type (text/plain, text/html).
+# Line ends come back as "\n" (decode_qp makes them so; base64 parts are made alike).
 sub mail_part
 {
 	my ($mail, $type) = @_;
@@ -127,8 +138,10 @@ sub mail_part
 	{
 		my ($h, $b) = split /\r\n\r\n/, $p, 2;
 		next unless $h =~ /content-type:\s*\Q$type\E/i;
-		return $h =~ /content-transfer-encoding:\s*base64/i ? decode_base64($b)
+		my $text = $h =~ /content-transfer-encoding:\s*base64/i ? decode_base64($b)
 		  : $h =~ /content-transfer-encoding:\s*quoted-printable/i ? decode_qp($b) : $b;
+		$text =~ s/\r\n/\n/g;
+		return $text;
 	}
 	return undef;
 }
