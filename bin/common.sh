@@ -56,7 +56,10 @@ make_temp_install() {
 	local root=$1 copt=${2:-} src=$1.build
 	say "building ccrm $(make -s -C "$CCRM_ROOT" PG_CONFIG=$PG_CONFIG version)${copt:+ with $copt}"
 	mkdir -p "$src" "$root/usr/lib/postgresql" "$root/usr/share/postgresql"
-	(cd "$CCRM_ROOT" && tar cf - Makefile ccrm.control src extension) | (cd "$src" && tar xf -)
+	# sources only: objects of an earlier build in the tree would be reused
+	# without regard to the headers they were built from
+	(cd "$CCRM_ROOT" && tar cf - --exclude="*.o" --exclude="*.bc" --exclude="*.so" \
+		Makefile ccrm.control src extension) | (cd "$src" && tar xf -)
 	make -s -C "$src" PG_CONFIG=$PG_CONFIG COPT="$copt" >/dev/null
 	cp -a /usr/lib/postgresql/$PG_MAJOR "$root/usr/lib/postgresql/"
 	cp -a /usr/share/postgresql/$PG_MAJOR "$root/usr/share/postgresql/"

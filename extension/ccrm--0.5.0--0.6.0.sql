@@ -138,8 +138,8 @@ CREATE TRIGGER ccrm_message_template BEFORE INSERT OR UPDATE ON ccrm.message_tem
 
 ALTER TABLE ccrm.message_template ENABLE ROW LEVEL SECURITY;
 CREATE POLICY message_template_owner ON ccrm.message_template
-    USING (pg_catalog.pg_has_role(owner, 'MEMBER'))
-    WITH CHECK (pg_catalog.pg_has_role(owner, 'MEMBER'));
+    USING (ccrm.may_use(owner) OR ccrm.is_admin())
+    WITH CHECK (ccrm.may_use(owner) OR ccrm.is_admin());
 GRANT SELECT, INSERT, UPDATE, DELETE ON ccrm.message_template TO PUBLIC;
 GRANT USAGE ON SEQUENCE ccrm.message_template_id_seq TO PUBLIC;
 
@@ -227,7 +227,7 @@ COMMENT ON COLUMN ccrm.outbox.purged_at IS 'when retention emptied its texts and
 
 ALTER TABLE ccrm.outbox ENABLE ROW LEVEL SECURITY;
 CREATE POLICY outbox_owner ON ccrm.outbox FOR SELECT
-    USING (pg_catalog.pg_has_role(owner, 'MEMBER'));
+    USING (ccrm.may_use(owner) OR ccrm.is_admin());
 GRANT SELECT ON ccrm.outbox TO PUBLIC;
 
 CREATE FUNCTION ccrm.enqueue_message(medium text, recipient text, body text,

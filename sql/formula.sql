@@ -106,7 +106,7 @@ SELECT name, needs_group, builtin FROM ccrm.job_kind WHERE name = 'run_formulas'
 SELECT ccrm.job_check_formulas(ccrm.target_group_id('All'), '{}');
 SELECT ccrm.job_check_formulas(ccrm.target_group_id('All'), '{"formulas": ["segment", "checked"], "audit": false}');
 INSERT INTO ccrm.job_run (id, kind, group_id, trigger, action_time, run_as)
-VALUES (1001, 'run_formulas', ccrm.target_group_id('All'), 'schedule', '2026-03-01 23:30+00', current_user);
+VALUES (1001, 'run_formulas', ccrm.target_group_id('All'), 'schedule', '2026-03-01 23:30+00', current_user::regrole);
 SELECT ccrm.job_run_formulas(NULL, 1001, ccrm.target_group_id('All'), '{"formulas": ["checked"]}',
                              '2026-03-01 23:30+00', 'Europe/Helsinki');
 SELECT id, (attrs->>'checked_on')::date BETWEEN current_date - 1 AND current_date + 1 AS checked_today FROM ccrm.contact ORDER BY id;

@@ -120,37 +120,41 @@ RESET ccrm.max_job_failures;
 
 -- a run left "running" by a process that died is marked interrupted
 INSERT INTO ccrm.job_run (job_id, kind, trigger, action_time, run_as, started_at)
-SELECT id, kind, 'schedule', now(), 'nobody', now() - interval '1 minute' FROM ccrm.job WHERE name = 'Weekly calls';
+SELECT id, kind, 'schedule', now(), '-', now() - interval '1 minute' FROM ccrm.job WHERE name = 'Weekly calls';
 CALL ccrm.run_due_jobs();
-SELECT status, error FROM ccrm.job_run WHERE run_as = 'nobody';
+SELECT status, error FROM ccrm.job_run WHERE run_as = '-'::regrole;
 
 -- history retention
-UPDATE ccrm.job_run SET finished_at = now() - interval '40 days' WHERE run_as = 'nobody';
+UPDATE ccrm.job_run SET finished_at = now() - interval '40 days' WHERE run_as = '-'::regrole;
 SELECT ccrm.purge_job_history('30 days');
 
--- permissions: a non-superuser sees and changes only their own jobs
+-- permissions: a non-superuser sees and changes only their own jobs, on groups of their own
 CREATE ROLE ccrm_rep;
 CREATE ROLE ccrm_other;
-GRANT SELECT ON ccrm.target_group, ccrm.activity_plan TO ccrm_rep, ccrm_other;
 SET ROLE ccrm_rep;
-SELECT ccrm.schedule_job('Rep refresh', 'refresh_group', '@daily', 'Helsinki');
+SELECT ccrm.create_target_group('Rep group', 'contact', '{"field": "city", "op": "eq", "value": "Turku"}') > 0 AS created;
+SELECT ccrm.schedule_job('Rep refresh', 'refresh_group', '@daily', 'Rep group') > 0 AS scheduled;
 SELECT name, owner FROM ccrm.jobs;
-SELECT * FROM pg_temp.err($$SELECT ccrm.schedule_job('As other', 'refresh_group', '@daily', 'Helsinki', owner => 'ccrm_other')$$);
+SELECT * FROM pg_temp.err($$SELECT ccrm.schedule_job('As other', 'refresh_group', '@daily', 'Rep group', owner => 'ccrm_other')$$);
+SELECT * FROM pg_temp.err($$SELECT ccrm.schedule_job('Borrowed', 'refresh_group', '@daily', 'Helsinki')$$);
 SELECT * FROM pg_temp.err($$SELECT ccrm.run_job('Payment plan refresh')$$);
 SELECT * FROM pg_temp.err($$SELECT ccrm.run_job(1)$$);
 SELECT * FROM pg_temp.err($$SELECT ccrm.purge_job_history('1 day')$$);
 SELECT * FROM pg_temp.err($$UPDATE ccrm.job SET owner = 'ccrm_other'$$);
 UPDATE ccrm.job SET active = false WHERE name = 'Payment plan refresh';  -- not visible: nothing happens
--- the run executes as the owner, who may not refresh the group: recorded as failed
+-- the run executes as the owner, who may not read contacts: recorded as failed
 SELECT status, run_as, error FROM ccrm.run_job('Rep refresh');
 SELECT count(*) AS runs_visible FROM ccrm.job_run;
 RESET ROLE;
 SELECT name, owner, active FROM ccrm.job ORDER BY id;
--- a superuser may schedule as another role
-SELECT ccrm.schedule_job('For other', 'refresh_group', '@daily', 'Helsinki', owner => 'ccrm_other');
+-- a superuser may schedule as another role, on a group that role may use
+SELECT * FROM pg_temp.err($$SELECT ccrm.schedule_job('For other', 'refresh_group', '@daily', 'Helsinki', owner => 'ccrm_other')$$);
+INSERT INTO ccrm.target_group (name, entity, owner) VALUES ('Other group', 'contact', 'ccrm_other');
+SELECT ccrm.schedule_job('For other', 'refresh_group', '@daily', 'Other group', owner => 'ccrm_other') > 0 AS scheduled;
 SELECT ccrm.delete_job('For other');
 SELECT ccrm.delete_job('Rep refresh');
-REVOKE ALL ON ccrm.target_group, ccrm.activity_plan FROM ccrm_rep, ccrm_other;
+SELECT ccrm.drop_target_group('Rep group');
+SELECT ccrm.drop_target_group('Other group');
 DROP ROLE ccrm_rep;
 DROP ROLE ccrm_other;
 

@@ -33,7 +33,7 @@ CREATE TRIGGER log_contact AFTER UPDATE ON ccrm.contact FOR EACH ROW EXECUTE FUN
 -- the seed's example: the accounts of a group's contacts were contacted today
 SELECT ccrm.mass_update('Some contacts', 'account',
     '{"description": "Contacted by phone", "last_contacted": {"action": "date"}}') AS run \gset
-SELECT kind, group_id, trigger, run_as = current_user AS me, status, counts - 'action_date' AS counts,
+SELECT kind, group_id, trigger, run_as = current_user::regrole AS me, status, counts - 'action_date' AS counts,
        (counts->>'action_date')::date = (action_time AT TIME ZONE 'Europe/Helsinki')::date AS action_date_today,
        action_time <= now() AS earlier, finished_at IS NOT NULL AS finished, detail
   FROM ccrm.job_run WHERE id = :run;
@@ -92,8 +92,8 @@ SELECT ccrm.job_check_mass_update(ccrm.target_group_id('Some contacts'),
     '{"set": {"account": {"description": "Contacted", "last_contacted": {"action": "date"}}}}');
 -- 23:30 UTC on Jan 2 is Jan 3 in Helsinki but still Jan 2 in New York
 INSERT INTO ccrm.job_run (id, kind, group_id, trigger, action_time, run_as)
-VALUES (1001, 'mass_update', ccrm.target_group_id('Accounts'), 'manual', '2026-01-02 23:30+00', current_user),
-       (1002, 'mass_update', ccrm.target_group_id('Accounts'), 'manual', '2026-01-02 23:30+00', current_user);
+VALUES (1001, 'mass_update', ccrm.target_group_id('Accounts'), 'manual', '2026-01-02 23:30+00', current_user::regrole),
+       (1002, 'mass_update', ccrm.target_group_id('Accounts'), 'manual', '2026-01-02 23:30+00', current_user::regrole);
 SELECT ccrm.job_mass_update(NULL, 1001, ccrm.target_group_id('Accounts'),
     '{"set": {"account": {"last_contacted": {"action": "date"}}}}', '2026-01-02 23:30+00', 'Europe/Helsinki');
 SELECT id, attrs->>'last_contacted' AS last_contacted FROM ccrm.account ORDER BY id;
@@ -131,13 +131,14 @@ SELECT * FROM pg_temp.err($$SELECT ccrm.job_check_mass_update(NULL, '{"set": {"a
 SELECT * FROM pg_temp.err($$SELECT ccrm.job_check_mass_update(ccrm.target_group_id('Accounts'), '{"set": {"account": {"industry": "retail"}, "contact": {"emial": "x"}}}')$$);
 SELECT count(*) = :runs_before AS no_new_runs FROM ccrm.job_run;
 SELECT * FROM pg_temp.err($$SELECT * FROM ccrm.undo_run(424242)$$);
-INSERT INTO ccrm.job_run (id, kind, trigger, action_time, run_as) VALUES (1003, 'mass_update', 'manual', now(), current_user);
+INSERT INTO ccrm.job_run (id, kind, trigger, action_time, run_as) VALUES (1003, 'mass_update', 'manual', now(), current_user::regrole);
 SELECT * FROM pg_temp.err($$SELECT * FROM ccrm.undo_run(1003)$$);
 
 -- another role: runs as itself, sees only its own runs and audit
 CREATE ROLE ccrm_clerk;
 GRANT SELECT, UPDATE ON ccrm.account, ccrm.contact TO ccrm_clerk;
 GRANT SELECT ON ALL TABLES IN SCHEMA ccrm TO ccrm_clerk;
+UPDATE ccrm.target_group SET owner = 'ccrm_clerk' WHERE name = 'Accounts';  -- a role uses its own groups
 SET ROLE ccrm_clerk;
 SELECT ccrm.mass_update('Accounts', 'account', '{"industry": "retail"}') AS run6 \gset
 SELECT kind, run_as, status FROM ccrm.job_run ORDER BY id;
@@ -147,6 +148,7 @@ SELECT * FROM pg_temp.err($$INSERT INTO ccrm.run_audit VALUES (1, 0, 'account', 
 SELECT * FROM ccrm.undo_run(:run6);
 SELECT * FROM pg_temp.err($$SELECT ccrm.purge_audit()$$);
 RESET ROLE;
+UPDATE ccrm.target_group SET owner = current_user::regrole WHERE name = 'Accounts';
 
 -- purge: by age, by ccrm.audit_retention (0 keeps everything)
 SET ccrm.audit_retention = 0;

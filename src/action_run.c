@@ -19,13 +19,16 @@
  *	  Updates.  Members are read in key order through a cursor and handled
  *	  in batches of ccrm.mass_update_batch_size keys.  Each batch is ONE
  *	  statement per entity, so it is all-or-none on its own: with audit it
- *	  updates the rows whose values would change, reading their old values
- *	  from the same row version (a TID self-join), and inserts old and new
- *	  values into ccrm.run_audit, in one data-modifying WITH; without audit
- *	  it is a plain UPDATE.  The plan is generic (keys are a parameter), so
- *	  every batch walks the key index, never the whole table.  Rows that already hold the
- *	  new values are not touched (IS DISTINCT FROM), so a re-run changes
- *	  nothing and audits nothing.  Triggers on the tables fire as usual.
+ *	  reads the rows whose values would change with their old values, updates
+ *	  exactly those row versions (found again by tableoid and ctid) and
+ *	  inserts old and new values into ccrm.run_audit, in one data-modifying
+ *	  WITH; rows other sessions changed meanwhile are locked and done again
+ *	  (CcrmRunUpdate), and what cannot be changed is counted by reason.
+ *	  Without audit it is a plain UPDATE.  The plan is generic (keys are a
+ *	  parameter), so every batch walks the key index, never the whole
+ *	  table.  Rows that already hold the new values are not touched (IS
+ *	  DISTINCT FROM), so a re-run changes nothing and audits nothing.
+ *	  Triggers on the tables fire as usual.
  *	  The whole run is the caller's transaction: killed mid-way, none of it
  *	  stays.  Progress shows in pg_stat_activity.application_name
  *	  ("ccrm run 12: mass_update 30000/250000"), restored at the end.
@@ -48,6 +51,7 @@
 #include "utils/datum.h"
 #include "utils/date.h"
 #include "utils/guc.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
@@ -221,7 +225,7 @@ CcrmRun *
 CcrmRunBeginDirect(const char *kind, int64 group_id, const char *detail)
 {
 	CcrmRun    *run;
-	Oid			types[4] = {TEXTOID, INT8OID, NAMEOID, TEXTOID};
+	Oid			types[4] = {TEXTOID, INT8OID, OIDOID, TEXTOID};
 	Datum		values[4];
 	bool		isnull;
 
@@ -229,10 +233,10 @@ CcrmRunBeginDirect(const char *kind, int64 group_id, const char *detail)
 	run->direct = true;
 	values[0] = CStringGetTextDatum(kind);
 	values[1] = Int64GetDatum(group_id);
-	values[2] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	values[2] = ObjectIdGetDatum(GetUserId());
 	values[3] = CStringGetTextDatum(detail);
 	CcrmExecuteAsOwner("INSERT INTO ccrm.job_run (kind, group_id, trigger, action_time, run_as, status, detail, pid)"
-					   " VALUES ($1, $2, 'direct', pg_catalog.now(), $3, 'running', $4, pg_catalog.pg_backend_pid())"
+					   " VALUES ($1, $2, 'direct', pg_catalog.now(), $3::pg_catalog.regrole, 'running', $4, pg_catalog.pg_backend_pid())"
 					   " RETURNING id", 4, types, values, NULL, SPI_OK_INSERT_RETURNING);
 	run->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	return run;
@@ -298,18 +302,22 @@ constant_new_values(CcrmUpdate *upd, int nargs, Oid *types, Datum *values, const
 }
 
 /*
- * The statement of one batch; parameters $1 keys, $2 run, $3 entity,
- * $4... values, then (new_param > 0) the new values of the audit when they
- * are the same for every row; the step is a constant.
+ * The statement of one batch; parameters $1 keys (of the members, mapped
+ * through key_sql, or the target keys themselves when key_sql is "$1"),
+ * $2 run, $3 entity, $4... values, then (new_param > 0) the new values of
+ * the audit when they are the same for every row; the step is a constant.
+ *
+ * Without audit it is a plain UPDATE.  With audit it returns one row: the
+ * number of rows changed (and audited), and the keys of the rows it meant
+ * to change but could not, NULL when there are none.
  */
 static char *
-update_sql(CcrmUpdate *upd, bool audit, int new_param)
+update_sql(CcrmUpdate *upd, const char *key_sql, bool audit, int new_param)
 {
 	const CcrmEntity *ent = upd->target;
 	StringInfoData set;
 	StringInfoData custom;
 	StringInfoData olds;
-	StringInfoData olds_o;
 	StringInfoData cur;
 	StringInfoData val;
 	StringInfoData sql;
@@ -319,7 +327,6 @@ update_sql(CcrmUpdate *upd, bool audit, int new_param)
 	initStringInfo(&set);
 	initStringInfo(&custom);
 	initStringInfo(&olds);
-	initStringInfo(&olds_o);
 	initStringInfo(&cur);
 	initStringInfo(&val);
 	foreach(lc, upd->assigns)
@@ -335,7 +342,6 @@ update_sql(CcrmUpdate *upd, bool audit, int new_param)
 			appendStringInfo(&set, "%s%s = %s", set.len ? ", " : "",
 							 quote_identifier(f->name), a->value_sql);
 		appendStringInfo(&olds, "%s%s, %s", sep, quote_literal_cstr(f->name), field_json_sql(f, "t"));
-		appendStringInfo(&olds_o, "%s%s, %s", sep, quote_literal_cstr(f->name), field_json_sql(f, "o"));
 		appendStringInfo(&cur, "%s%s", sep, CcrmFieldSql(ent, f, "t"));
 		appendStringInfo(&val, "%s%s", sep, a->value_sql);
 	}
@@ -350,35 +356,49 @@ update_sql(CcrmUpdate *upd, bool audit, int new_param)
 						 "UPDATE %s t SET %s"
 						 " WHERE t.%s OPERATOR(pg_catalog.=) ANY (%s)"
 						 "   AND ROW(%s) IS DISTINCT FROM ROW(%s)",
-						 ent->qualname, set.data, key, upd->key_sql, cur.data, val.data);
+						 ent->qualname, set.data, key, key_sql, cur.data, val.data);
 		return sql.data;
 	}
+
 	/*
-	 * The old values come from the same row version through a TID self-join
-	 * (o): no second index lookup, no materialised CTE.  Should another
-	 * transaction update a row while its batch runs, the re-check after the
-	 * wait sees a new ctid and leaves that row alone (neither changed nor
-	 * audited), so the audit never holds a wrong old value.
+	 * c: the rows to change, with their old values, read once from the
+	 * statement's snapshot; u: the update of exactly those row versions,
+	 * found again by tableoid and ctid (a ctid is unique only within one
+	 * table, and a registered entity may be partitioned or have inheritance
+	 * children).  Should another transaction have updated or deleted a row
+	 * of c by the time the update reaches it, the re-check after the wait
+	 * finds a new ctid (or none) and leaves that row alone, so the audit
+	 * never holds old values other than those replaced; such rows are
+	 * returned (c minus what was audited) for CcrmRunUpdate to retry.
 	 */
 	appendStringInfo(&sql,
-					 "WITH u AS ("
-					 "  UPDATE %s t SET %s FROM %s o"
+					 "WITH c AS MATERIALIZED ("
+					 "  SELECT t.tableoid AS rel, t.ctid AS tid, t.%s::pg_catalog.int8 AS k,"
+					 "         pg_catalog.jsonb_build_object(%s) AS old"
+					 "    FROM %s t"
 					 "   WHERE t.%s OPERATOR(pg_catalog.=) ANY (%s)"
-					 "     AND o.ctid OPERATOR(pg_catalog.=) t.ctid"
-					 "     AND ROW(%s) IS DISTINCT FROM ROW(%s)"
-					 "  RETURNING t.%s::pg_catalog.int8 AS k, pg_catalog.jsonb_build_object(%s) AS old",
-					 ent->qualname, set.data, ent->qualname, key, upd->key_sql, cur.data, val.data,
-					 key, olds_o.data);
+					 "     AND ROW(%s) IS DISTINCT FROM ROW(%s)),"
+					 " u AS ("
+					 "  UPDATE %s t SET %s FROM c"
+					 "   WHERE t.tableoid OPERATOR(pg_catalog.=) c.rel AND t.ctid OPERATOR(pg_catalog.=) c.tid"
+					 "  RETURNING c.k, c.old",
+					 key, olds.data, ent->qualname, key, key_sql, cur.data, val.data,
+					 ent->qualname, set.data);
 	if (new_param > 0)
-		appendStringInfo(&sql, ")"
-						 " INSERT INTO ccrm.run_audit (run_id, step, entity, record_id, old_values, new_values)"
-						 " SELECT $2, %d, $3, u.k, u.old, $%d FROM u",
+		appendStringInfo(&sql, "),"
+						 " i AS (INSERT INTO ccrm.run_audit (run_id, step, entity, record_id, old_values, new_values)"
+						 "  SELECT $2, %d, $3, u.k, u.old, $%d FROM u RETURNING 1)",
 						 upd->step, new_param);
 	else
-		appendStringInfo(&sql, ", pg_catalog.jsonb_build_object(%s) AS new)"
-						 " INSERT INTO ccrm.run_audit (run_id, step, entity, record_id, old_values, new_values)"
-						 " SELECT $2, %d, $3, u.k, u.old, u.new FROM u",
+		appendStringInfo(&sql, ", pg_catalog.jsonb_build_object(%s) AS new),"
+						 " i AS (INSERT INTO ccrm.run_audit (run_id, step, entity, record_id, old_values, new_values)"
+						 "  SELECT $2, %d, $3, u.k, u.old, u.new FROM u RETURNING 1)",
 						 olds.data, upd->step);
+	appendStringInfoString(&sql,
+						   " SELECT n.audited,"
+						   "        CASE WHEN n.audited OPERATOR(pg_catalog.<) (SELECT pg_catalog.count(*) FROM c)"
+						   "             THEN ARRAY(SELECT c.k FROM c EXCEPT SELECT u.k FROM u) END"
+						   "   FROM (SELECT pg_catalog.count(*) AS audited FROM i) n");
 	return sql.data;
 }
 
@@ -393,10 +413,114 @@ report_progress(CcrmRun *run, const char *label, int64 done, int64 total)
 							 GUC_ACTION_SAVE, true, 0, false);
 }
 
+/* Run one audited batch statement; returns the rows changed, sets *missed. */
+static int64
+audited_batch(SPIPlanPtr plan, Datum *values, const char *nulls, const char *target, ArrayType **missed)
+{
+	bool		isnull;
+	Datum		d;
+	int64		n;
+	int			ret = SPI_execute_plan(plan, values, nulls, false, 0);
+
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not update %s: %s", target, SPI_result_code_string(ret));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	*missed = isnull ? NULL : DatumGetArrayTypePCopy(d);
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	return n;
+}
+
+/* The int8[] in column col of the one row SPI returned (NULL: empty), copied. */
+static ArrayType *
+result_keys(int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+
+	return isnull ? construct_empty_array(INT8OID) : DatumGetArrayTypePCopy(d);
+}
+
+static int
+nkeys(ArrayType *keys)
+{
+	return keys ? ArrayGetNItems(ARR_NDIM(keys), ARR_DIMS(keys)) : 0;
+}
+
+/* Add the keys of an int8[] to a StringInfo list of at most 50 for a NOTICE. */
+static void
+note_keys(StringInfo buf, int *count, ArrayType *keys)
+{
+	Datum	   *elems;
+	int			n;
+
+	deconstruct_array(keys, INT8OID, 8, true, TYPALIGN_DOUBLE, &elems, NULL, &n);
+	for (int i = 0; i < n; i++, (*count)++)
+		if (*count < 50)
+			appendStringInfo(buf, "%s" INT64_FORMAT, buf->len ? ", " : "", DatumGetInt64(elems[i]));
+}
+
+/*
+ * Rules rewrite what an UPDATE of the target does: a DO INSTEAD rule makes
+ * it something else altogether, and an audited update (a data-modifying
+ * WITH) cannot run under any rule.  Say so plainly, before anything runs.
+ */
+static void
+check_rules(const CcrmUpdate *upd, bool audit)
+{
+	Oid			type = OIDOID;
+	Datum		arg = ObjectIdGetDatum(upd->target->relid);
+	bool		isnull;
+	bool		instead;
+
+	if (SPI_execute_with_args("SELECT pg_catalog.bool_or(is_instead) FROM pg_catalog.pg_rewrite"
+							  " WHERE ev_class OPERATOR(pg_catalog.=) $1 AND ev_type OPERATOR(pg_catalog.=) '2'",
+							  1, &type, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the rules of %s", upd->target->qualname);
+	instead = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull)
+		return;
+	if (instead)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot update %s: a DO INSTEAD rule on table %s rewrites its updates",
+						upd->target->name, upd->target->qualname),
+				 errhint("Updates of an entity must reach its table; use a trigger instead of the rule.")));
+	if (audit)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot update %s with audit: table %s has an ON UPDATE rule",
+						upd->target->name, upd->target->qualname),
+				 errdetail("An audited update reads and writes in one statement, which PostgreSQL does not allow on a table with rules."),
+				 errhint("Run it with audit off, or use a trigger instead of the rule.")));
+}
+
+/* What the reasons a row was skipped are called in counts and NOTICEs. */
+static const char *const skip_names[CCRM_SKIP_REASONS] = {"deleted", "row security", "trigger"};
+static const char *const skip_why[CCRM_SKIP_REASONS] = {
+	"deleted by another transaction during the run",
+	"row level security lets you read but not update them",
+	"a BEFORE UPDATE trigger on the table skipped them",
+};
+
 /*
  * Apply an update to every member of the group in batches; returns the
- * number of rows changed.  SPI must be connected; the caller has pushed the
- * safe search path.
+ * number of rows changed and sets upd->skipped.  SPI must be connected;
+ * the caller has pushed the safe search path.
+ *
+ * With audit, the batch statement leaves alone a row that another
+ * transaction updated after the statement's snapshot (see update_sql) and
+ * returns its key.  Once the batch is done those rows are locked (FOR NO
+ * KEY UPDATE, waiting for whoever holds them) and the statement runs again
+ * for just them, so they are updated from their latest version and audited
+ * with the values they then had, as the unaudited UPDATE updates them.
+ * What cannot be updated is counted by reason (upd->skipped) and reported
+ * in a NOTICE with its keys: rows deleted meanwhile (the lock finds them
+ * gone), rows that row level security shows but does not let the caller
+ * update (the lock skips them too, but they are still there), and rows
+ * that a BEFORE UPDATE trigger skipped (missed again although locked).
+ * The unaudited UPDATE leaves the last two alone too, as any UPDATE does,
+ * but cannot tell.
  */
 int64
 CcrmRunUpdate(CcrmRun *run, CcrmGroup *group, CcrmUpdate *upd, bool audit)
@@ -407,14 +531,20 @@ CcrmRunUpdate(CcrmRun *run, CcrmGroup *group, CcrmUpdate *upd, bool audit)
 	Datum	   *values = palloc0(sizeof(Datum) * (nargs + 1));
 	char	   *nulls = palloc(nargs + 2);
 	SPIPlanPtr	plan;
+	SPIPlanPtr	retry_plan = NULL;
+	SPIPlanPtr	lock_plan = NULL;
+	SPIPlanPtr	exists_plan = NULL;
 	Portal		portal;
 	Oid			gtype = INT8OID;
 	Datum		garg = Int64GetDatum(group->id);
 	MemoryContext batch_cxt;
 	int64		changed = 0;
 	int64		done = 0;
-	int			expect = audit ? SPI_OK_INSERT : SPI_OK_UPDATE;
+	StringInfoData skipped_keys[CCRM_SKIP_REASONS];
+	int			nskipped[CCRM_SKIP_REASONS] = {0};
 
+	for (int r = 0; r < CCRM_SKIP_REASONS; r++)
+		initStringInfo(&skipped_keys[r]);
 	types[0] = INT8ARRAYOID;
 	types[1] = INT8OID;
 	types[2] = TEXTOID;
@@ -439,7 +569,9 @@ CcrmRunUpdate(CcrmRun *run, CcrmGroup *group, CcrmUpdate *upd, bool audit)
 	}
 	nulls[0] = ' ';
 
-	plan = SPI_prepare_cursor(update_sql(upd, audit, new_param), nargs, types, CURSOR_OPT_GENERIC_PLAN);
+	check_rules(upd, audit);
+	plan = SPI_prepare_cursor(update_sql(upd, upd->key_sql, audit, new_param), nargs, types,
+							  CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the update of %s: %s", upd->target->name,
 			 SPI_result_code_string(SPI_result));
@@ -456,7 +588,7 @@ CcrmRunUpdate(CcrmRun *run, CcrmGroup *group, CcrmUpdate *upd, bool audit)
 		Datum	   *keys;
 		uint64		n;
 		bool		isnull;
-		int			ret;
+		ArrayType  *missed = NULL;
 
 		CHECK_FOR_INTERRUPTS();
 		SPI_cursor_fetch(portal, true, ccrm_batch_size);
@@ -471,10 +603,98 @@ CcrmRunUpdate(CcrmRun *run, CcrmGroup *group, CcrmUpdate *upd, bool audit)
 		MemoryContextSwitchTo(old);
 		SPI_freetuptable(SPI_tuptable);
 
-		ret = SPI_execute_plan(plan, values, nulls, false, 0);
-		if (ret != expect)
-			elog(ERROR, "could not update %s: %s", upd->target->name, SPI_result_code_string(ret));
-		changed += SPI_processed;
+		if (!audit)
+		{
+			int			ret = SPI_execute_plan(plan, values, nulls, false, 0);
+
+			if (ret == SPI_OK_REWRITTEN)	/* a rule made since check_rules */
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot update %s: a DO INSTEAD rule on table %s rewrites its updates",
+								upd->target->name, upd->target->qualname)));
+			if (ret != SPI_OK_UPDATE)
+				elog(ERROR, "could not update %s: %s", upd->target->name, SPI_result_code_string(ret));
+			changed += SPI_processed;
+		}
+		else
+		{
+			old = MemoryContextSwitchTo(batch_cxt);
+			changed += audited_batch(plan, values, nulls, upd->target->name, &missed);
+			MemoryContextSwitchTo(old);
+		}
+
+		if (missed != NULL)
+		{
+			Oid			ktype = INT8ARRAYOID;
+			Datum		karg = PointerGetDatum(missed);
+			Datum		member_keys = values[0];
+			ArrayType  *locked;
+			ArrayType  *gone;
+			ArrayType  *still = NULL;
+
+			if (lock_plan == NULL)
+			{
+				const char *key = quote_identifier(upd->target->key_column);
+
+				lock_plan = SPI_prepare(psprintf("WITH l AS (SELECT t.%s::pg_catalog.int8 AS k FROM %s t"
+												 "   WHERE t.%s OPERATOR(pg_catalog.=) ANY ($1) FOR NO KEY UPDATE OF t)"
+												 " SELECT ARRAY(SELECT l.k FROM l),"
+												 "        ARRAY(SELECT m.k FROM pg_catalog.unnest($1) m(k)"
+												 "               EXCEPT SELECT l.k FROM l ORDER BY 1)",
+												 key, upd->target->qualname, key),
+										1, &ktype);
+				exists_plan = SPI_prepare(psprintf("SELECT ARRAY(SELECT g.k FROM pg_catalog.unnest($1) g(k)"
+												   "  WHERE NOT EXISTS (SELECT FROM %s t WHERE t.%s OPERATOR(pg_catalog.=) g.k)"
+												   "  ORDER BY 1),"
+												   " ARRAY(SELECT g.k FROM pg_catalog.unnest($1) g(k)"
+												   "  WHERE EXISTS (SELECT FROM %s t WHERE t.%s OPERATOR(pg_catalog.=) g.k)"
+												   "  ORDER BY 1)",
+												   upd->target->qualname, key, upd->target->qualname, key),
+										  1, &ktype);
+				retry_plan = SPI_prepare(update_sql(upd, "$1", true, new_param), nargs, types);
+				if (lock_plan == NULL || exists_plan == NULL || retry_plan == NULL)
+					elog(ERROR, "could not prepare the retry of the update of %s: %s",
+						 upd->target->name, SPI_result_code_string(SPI_result));
+			}
+
+			/* lock what was missed, waiting for its writers */
+			if (SPI_execute_plan(lock_plan, &karg, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "could not lock rows of %s", upd->target->name);
+			old = MemoryContextSwitchTo(batch_cxt);
+			locked = result_keys(1);
+			gone = result_keys(2);
+			MemoryContextSwitchTo(old);
+			SPI_freetuptable(SPI_tuptable);
+
+			/*
+			 * Not locked: deleted, or not updatable under row security (still
+			 * readable).  Not read-only, so that the check takes a snapshot of
+			 * its own, which sees what was committed while the lock waited.
+			 */
+			if (nkeys(gone) > 0)
+			{
+				karg = PointerGetDatum(gone);
+				if (SPI_execute_plan(exists_plan, &karg, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+					elog(ERROR, "could not read rows of %s", upd->target->name);
+				old = MemoryContextSwitchTo(batch_cxt);
+				note_keys(&skipped_keys[CCRM_SKIP_DELETED], &nskipped[CCRM_SKIP_DELETED], result_keys(1));
+				note_keys(&skipped_keys[CCRM_SKIP_ROW_SECURITY], &nskipped[CCRM_SKIP_ROW_SECURITY], result_keys(2));
+				MemoryContextSwitchTo(old);
+				SPI_freetuptable(SPI_tuptable);
+			}
+
+			/* locked: nobody else can change them now, so only a trigger can skip them again */
+			if (nkeys(locked) > 0)
+			{
+				values[0] = PointerGetDatum(locked);
+				old = MemoryContextSwitchTo(batch_cxt);
+				changed += audited_batch(retry_plan, values, nulls, upd->target->name, &still);
+				if (still != NULL)
+					note_keys(&skipped_keys[CCRM_SKIP_TRIGGER], &nskipped[CCRM_SKIP_TRIGGER], still);
+				MemoryContextSwitchTo(old);
+				values[0] = member_keys;
+			}
+		}
 		done += n;
 		MemoryContextReset(batch_cxt);
 		report_progress(run, upd->label, done, Max(group->member_count, done));
@@ -482,5 +702,64 @@ CcrmRunUpdate(CcrmRun *run, CcrmGroup *group, CcrmUpdate *upd, bool audit)
 	SPI_cursor_close(portal);
 	MemoryContextDelete(batch_cxt);
 	SPI_freeplan(plan);
+	if (lock_plan)
+	{
+		SPI_freeplan(lock_plan);
+		SPI_freeplan(exists_plan);
+		SPI_freeplan(retry_plan);
+	}
+
+	for (int r = 0; r < CCRM_SKIP_REASONS; r++)
+	{
+		upd->skipped[r] = nskipped[r];
+		if (nskipped[r] > 0)
+			ereport(NOTICE,
+					(errmsg("run " INT64_FORMAT ": %s left %d %s record(s) unchanged: %s",
+							run->id, upd->label, nskipped[r], upd->target->name, skip_why[r]),
+					 errdetail("Keys: %s%s.", skipped_keys[r].data,
+							   nskipped[r] > 50 ? psprintf(" and %d more", nskipped[r] - 50) : ""),
+					 errhint("The run's counts list them under \"skipped\".")));
+	}
 	return changed;
+}
+
+/*
+ * Add "skipped": {name: {reason: n, ...}, ...} to a run's counts (buf: an
+ * open JSON object) for the updates that skipped rows; nothing when none
+ * did.  names[i] names updates[i].
+ */
+void
+CcrmAppendSkipped(StringInfo buf, List *names, List *updates)
+{
+	ListCell   *ln;
+	ListCell   *lu;
+	bool		any = false;
+
+	forboth(ln, names, lu, updates)
+	{
+		CcrmUpdate *upd = lfirst(lu);
+		bool		first = true;
+
+		for (int r = 0; r < CCRM_SKIP_REASONS; r++)
+		{
+			if (upd->skipped[r] == 0)
+				continue;
+			if (first)
+			{
+				appendStringInfoString(buf, any ? ", " : ", \"skipped\": {");
+				escape_json(buf, lfirst(ln));
+				appendStringInfoString(buf, ": {");
+			}
+			else
+				appendStringInfoString(buf, ", ");
+			escape_json(buf, skip_names[r]);
+			appendStringInfo(buf, ": " INT64_FORMAT, upd->skipped[r]);
+			first = false;
+			any = true;
+		}
+		if (!first)
+			appendStringInfoChar(buf, '}');
+	}
+	if (any)
+		appendStringInfoChar(buf, '}');
 }

@@ -42,6 +42,15 @@ typedef struct CcrmGroup
 	int64		member_count;
 } CcrmGroup;
 
+/* Why an audited update could not change a row (CcrmUpdate.skipped). */
+typedef enum CcrmSkipReason
+{
+	CCRM_SKIP_DELETED,			/* deleted by another transaction during the run */
+	CCRM_SKIP_ROW_SECURITY,		/* readable, but row level security forbids updating it */
+	CCRM_SKIP_TRIGGER,			/* a BEFORE UPDATE trigger returned NULL */
+	CCRM_SKIP_REASONS
+} CcrmSkipReason;
+
 /* One field an update writes, with the SQL of its new value (over alias t). */
 typedef struct CcrmAssign
 {
@@ -67,6 +76,8 @@ typedef struct CcrmUpdate
 	int			step;			/* order within the run (undo goes backwards) */
 	bool		constant_values;	/* no value reads the row (mass updates):
 									 * the audit's new values are computed once */
+	/* set by CcrmRunUpdate: rows it meant to change but could not, by reason */
+	int64		skipped[CCRM_SKIP_REASONS];
 } CcrmUpdate;
 
 extern void CcrmActionInit(void);
@@ -84,6 +95,7 @@ extern void CcrmRunFinishDirect(CcrmRun *run, Jsonb *counts);
 
 /* The batched update: returns the number of rows changed. */
 extern int64 CcrmRunUpdate(CcrmRun *run, CcrmGroup *group, CcrmUpdate *upd, bool audit);
+extern void CcrmAppendSkipped(StringInfo buf, List *names, List *updates);
 
 /* Small jsonb helpers */
 extern Jsonb *CcrmJsonbFromCString(const char *json);

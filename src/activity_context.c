@@ -119,15 +119,18 @@ ccrm_template_tags(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/* Fill values[] for the slots of one source group from a one-row query. */
+/*
+ * Fill values[] for the slots of one source group from a one-row query; the
+ * values are copied into cxt (SPI connected: the strings SPI returns go with
+ * SPI_finish, so a caller that uses them after it passes its own context).
+ */
 void
 ActivityFetchSlots(ActivityContext *ac, int group, const char *from, Oid argtype, Datum arg,
-			char **values)
+			char **values, MemoryContext cxt)
 {
 	StringInfoData sql;
 	ListCell   *lc;
 	List	   *used = NIL;
-	MemoryContext cxt = CurrentMemoryContext;
 
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "SELECT true");
@@ -162,6 +165,7 @@ ActivityFetchSlots(ActivityContext *ac, int group, const char *from, Oid argtype
 Datum
 ccrm_render_template(PG_FUNCTION_ARGS)
 {
+	MemoryContext caller;
 	ActivityContext *ac;
 	CcrmTemplate *tpl;
 	char	  **values;
@@ -177,6 +181,7 @@ ccrm_render_template(PG_FUNCTION_ARGS)
 	ac = ActivityContextBuild(ent);
 	tpl = CcrmTemplateParse(ac->tpl, text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_BOOL(5), "template");
 	values = palloc0(sizeof(char *) * (list_length(ac->tpl->slots) + 1));
+	caller = CurrentMemoryContext;
 
 	SPI_connect();
 	nestlevel = CcrmPushSafeSearchPath();
@@ -193,13 +198,13 @@ ccrm_render_template(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_NO_DATA_FOUND),
 					 errmsg("%s " INT64_FORMAT " does not exist", ent->name, PG_GETARG_INT64(2))));
-		ActivityFetchSlots(ac, ACTIVITY_SRC_ROW, from, argtype, arg, values);
+		ActivityFetchSlots(ac, ACTIVITY_SRC_ROW, from, argtype, arg, values, caller);
 		if (!PG_ARGISNULL(3))
 			ActivityFetchSlots(ac, ACTIVITY_SRC_USER, "ccrm.crm_user u WHERE u.id OPERATOR(pg_catalog.=) $1",
-						INT8OID, PG_GETARG_DATUM(3), values);
+						INT8OID, PG_GETARG_DATUM(3), values, caller);
 		if (!PG_ARGISNULL(4))
 			ActivityFetchSlots(ac, ACTIVITY_SRC_GROUP, "ccrm.target_group g WHERE g.name OPERATOR(pg_catalog.=) $1",
-						TEXTOID, PG_GETARG_DATUM(4), values);
+						TEXTOID, PG_GETARG_DATUM(4), values, caller);
 	}
 	CcrmPopSearchPath(nestlevel);
 	SPI_finish();

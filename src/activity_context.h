@@ -35,6 +35,6 @@ typedef struct ActivityContext
 
 extern ActivityContext *ActivityContextBuild(CcrmEntity *ent);
 extern void ActivityFetchSlots(ActivityContext *ac, int group, const char *from,
-							   Oid argtype, Datum arg, char **values);
+							   Oid argtype, Datum arg, char **values, MemoryContext cxt);
 
 #endif							/* CCRM_ACTIVITY_CONTEXT_H */

@@ -867,6 +867,7 @@ ccrm_create_activities(PG_FUNCTION_ARGS)
 	StringInfoData reasons;
 	int64		skipped;
 	MemoryContext caller;
+	char	   *plan_name;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -920,7 +921,7 @@ ccrm_create_activities(PG_FUNCTION_ARGS)
 
 	run->group_values = palloc0(sizeof(char *) * Max(list_length(run->ac->tpl->slots), 1));
 	ActivityFetchSlots(run->ac, ACTIVITY_SRC_GROUP, "ccrm.target_group g WHERE g.id OPERATOR(pg_catalog.=) $1",
-					   INT8OID, Int64GetDatum(run->plan.group_id), run->group_values);
+					   INT8OID, Int64GetDatum(run->plan.group_id), run->group_values, CurrentMemoryContext);
 	load_users(run);
 	run->responsible = run->plan.responsible ? find_user(run, run->plan.responsible) : NULL;
 	if (run->responsible && !run->responsible->active)
@@ -954,8 +955,9 @@ ccrm_create_activities(PG_FUNCTION_ARGS)
 	/* what happened, on the run's row and to the caller */
 	skipped = run->skipped_no_user + run->skipped_inactive + run->skipped_no_selected +
 		run->skipped_no_responsible;
-	/* the result outlives SPI: build it in the caller's memory */
+	/* the result and the NOTICE outlive SPI: build them in the caller's memory */
 	MemoryContextSwitchTo(caller);
+	plan_name = pstrdup(run->plan.name);
 	initStringInfo(&reasons);
 	appendStringInfoChar(&reasons, '{');
 	if (run->skipped_no_user)
@@ -991,7 +993,7 @@ ccrm_create_activities(PG_FUNCTION_ARGS)
 	if (skipped > 0)
 		ereport(NOTICE,
 				(errmsg("activity plan \"%s\": " INT64_FORMAT " created, " INT64_FORMAT " skipped",
-						run->plan.name, run->created, skipped),
+						plan_name, run->created, skipped),
 				 errdetail("Skipped: %s.", reasons.data)));
 	result[0] = Int64GetDatum(run->created);
 	result[1] = Int64GetDatum(skipped);

@@ -113,11 +113,7 @@ AddressNormalizePhone(const char *number, const char *country, char **out)
 
 	*out = NULL;
 	if (country != NULL && country[0] != '\0')
-	{
-		c = find_country(country);
-		if (c == NULL)
-			return psprintf("unknown country \"%s\"", country);
-	}
+		c = find_country(country);	/* an unknown one matters only for national numbers */
 	while (*p == ' ' || *p == '\t')
 		p++;
 	if (*p == '+')
@@ -154,6 +150,8 @@ AddressNormalizePhone(const char *number, const char *country, char **out)
 	}
 	if (!international)
 	{
+		if (c == NULL && country != NULL && country[0] != '\0')
+			return psprintf("it is a national number and \"%s\" is not a known ISO 3166 country code", country);
 		if (c == NULL)
 			return "it is a national number and the recipient's country is unknown";
 		if (c->trunk[0] != '\0' && strncmp(d, c->trunk, strlen(c->trunk)) == 0)

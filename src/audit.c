@@ -11,7 +11,9 @@
  *
  *	  Undo goes through the steps of a run backwards.  A record is restored
  *	  only when every field of the step still holds exactly what the step
- *	  wrote (compared as JSON, read the same way as when audited); otherwise
+ *	  wrote (both rendered as JSON in the undoing session: a column through
+ *	  its type, so that a timestamptz audited in one TimeZone matches in
+ *	  another; a timestamptz custom field as an instant); otherwise
  *	  somebody changed it since, the record keeps its current values and is
  *	  reported as a conflict.  Restored audit rows are marked undone_at, so
  *	  undoing twice restores nothing twice, and a conflict fixed by hand can
@@ -49,6 +51,7 @@ undo_step(int64 run_id, const CcrmEntity *ent, int step, Jsonb *sample)
 	StringInfoData custom_names;
 	StringInfoData custom_old;
 	StringInfoData cur;
+	StringInfoData wrote;
 	StringInfoData sql;
 	Oid			types[3] = {INT8OID, TEXTOID, INT4OID};
 	Datum		args[3];
@@ -58,6 +61,7 @@ undo_step(int64 run_id, const CcrmEntity *ent, int step, Jsonb *sample)
 	initStringInfo(&custom_names);
 	initStringInfo(&custom_old);
 	initStringInfo(&cur);
+	initStringInfo(&wrote);
 	it = JsonbIteratorInit(&sample->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
@@ -74,9 +78,37 @@ undo_step(int64 run_id, const CcrmEntity *ent, int step, Jsonb *sample)
 					 errmsg("cannot undo run " INT64_FORMAT ": %s has no field \"%s\" any more",
 							run_id, ent->name, name),
 					 errhint("The field was dropped or renamed after the run.")));
-		appendStringInfo(&cur, "%s%s, %s", cur.len ? ", " : "", quote_literal_cstr(name),
-						 f->is_custom ? psprintf("(t.attrs OPERATOR(pg_catalog.->) %s)", quote_literal_cstr(name))
-						 : psprintf("pg_catalog.to_jsonb(t.%s)", quote_identifier(name)));
+		/*
+		 * What the field holds now and what the step wrote, rendered alike
+		 * in this session: a column through its type (the audit's text
+		 * read back into the row's type, then to_jsonb like the current
+		 * value), a timestamptz custom field as an instant, other custom
+		 * fields as stored.  to_jsonb of a timestamptz depends on TimeZone
+		 * (and of other types on IntervalStyle, extra_float_digits...), so
+		 * comparing the audit's text with the current value's rendering
+		 * would see a change wherever the zones differ.
+		 */
+		if (!f->is_custom)
+		{
+			appendStringInfo(&cur, "%s%s, pg_catalog.to_jsonb(t.%s)", cur.len ? ", " : "",
+							 quote_literal_cstr(name), quote_identifier(name));
+			appendStringInfo(&wrote, "%s%s, pg_catalog.to_jsonb((pg_catalog.jsonb_populate_record(t, a.new_values)).%s)",
+							 wrote.len ? ", " : "", quote_literal_cstr(name), quote_identifier(name));
+		}
+		else if (f->typid == TIMESTAMPTZOID)
+		{
+			appendStringInfo(&cur, "%s%s, pg_catalog.to_jsonb((t.attrs OPERATOR(pg_catalog.->>) %s)::pg_catalog.timestamptz)",
+							 cur.len ? ", " : "", quote_literal_cstr(name), quote_literal_cstr(name));
+			appendStringInfo(&wrote, "%s%s, pg_catalog.to_jsonb((a.new_values OPERATOR(pg_catalog.->>) %s)::pg_catalog.timestamptz)",
+							 wrote.len ? ", " : "", quote_literal_cstr(name), quote_literal_cstr(name));
+		}
+		else
+		{
+			appendStringInfo(&cur, "%s%s, (t.attrs OPERATOR(pg_catalog.->) %s)",
+							 cur.len ? ", " : "", quote_literal_cstr(name), quote_literal_cstr(name));
+			appendStringInfo(&wrote, "%s%s, (a.new_values OPERATOR(pg_catalog.->) %s)",
+							 wrote.len ? ", " : "", quote_literal_cstr(name), quote_literal_cstr(name));
+		}
 		if (f->is_custom)
 		{
 			appendStringInfo(&custom_names, "%s%s", custom_names.len ? ", " : "", quote_literal_cstr(name));
@@ -102,12 +134,12 @@ undo_step(int64 run_id, const CcrmEntity *ent, int step, Jsonb *sample)
 					 "  UPDATE %s t SET %s"
 					 "    FROM a, LATERAL pg_catalog.jsonb_populate_record(NULL::%s, a.old_values) p"
 					 "   WHERE t.%s OPERATOR(pg_catalog.=) a.record_id"
-					 "     AND pg_catalog.jsonb_build_object(%s) OPERATOR(pg_catalog.=) a.new_values"
+					 "     AND pg_catalog.jsonb_build_object(%s) OPERATOR(pg_catalog.=) pg_catalog.jsonb_build_object(%s)"
 					 "  RETURNING a.record_id)"
 					 " UPDATE ccrm.run_audit x SET undone_at = pg_catalog.clock_timestamp() FROM r"
 					 "  WHERE x.run_id OPERATOR(pg_catalog.=) $1 AND x.entity OPERATOR(pg_catalog.=) $2"
 					 "    AND x.step OPERATOR(pg_catalog.=) $3 AND x.record_id OPERATOR(pg_catalog.=) r.record_id",
-					 ent->qualname, set.data, ent->qualname, key, cur.data);
+					 ent->qualname, set.data, ent->qualname, key, cur.data, wrote.data);
 	args[0] = Int64GetDatum(run_id);
 	args[1] = CStringGetTextDatum(ent->name);
 	args[2] = Int32GetDatum(step);

@@ -25,6 +25,7 @@ _PG_init(void)
 	CcrmSchedulerInit();
 	CcrmDeliveryInit();
 	CcrmActionInit();
+	CcrmPrivilegeInit();
 	MsgOutboxInit();
 	MarkGUCPrefixReserved("ccrm");
 }

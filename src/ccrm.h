@@ -23,12 +23,17 @@
 #define CCRM_SCHEMA "ccrm"
 
 /*
- * True while a dump is being restored: pg_dump scripts turn
- * check_function_bodies off, and PostgreSQL's own validators take that to
- * mean "objects may refer to things that come later".  ccrm's validation
- * triggers then trust the dumped data, which was checked when written.
+ * True while a dump is being restored by someone trusted to restore it
+ * (privilege.c): check_function_bodies off, as pg_dump scripts set it, AND
+ * the current user a superuser or ccrm admin; or session_replication_role
+ * = replica, which only superusers may set.  ccrm's validation triggers
+ * then trust the dumped data, which was checked when written.  Any other
+ * role turning check_function_bodies off still has its rows checked.
  */
-#define CcrmRestoring() (!check_function_bodies)
+extern bool CcrmRestoring(void);
+
+/* privilege.c: ccrm.admin_role */
+extern void CcrmPrivilegeInit(void);
 
 /* action_run.c: GUCs of mass updates, formulas and their audit */
 extern void CcrmActionInit(void);

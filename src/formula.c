@@ -499,7 +499,8 @@ typedef struct FormulaRow
 /*
  * The formulas a run applies, in order: the named ones (in the order
  * given; active or not), else every active formula of the group's entity
- * by name.  SPI connected.
+ * that the running role may use (privilege.c: its own and its roles'; not
+ * every formula a superuser or admin can see) by name.  SPI connected.
  */
 static List *
 select_formulas(CcrmGroup *group, ArrayType *names)
@@ -557,7 +558,8 @@ select_formulas(CcrmGroup *group, ArrayType *names)
 			elog(ERROR, "could not read ccrm.formula");
 	}
 	else if (SPI_execute_with_args("SELECT name, field, expression FROM ccrm.formula"
-								   " WHERE entity OPERATOR(pg_catalog.=) $1 AND active ORDER BY name",
+								   " WHERE entity OPERATOR(pg_catalog.=) $1 AND active"
+								   "   AND ccrm.may_use(owner) ORDER BY name",
 								   1, types, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read ccrm.formula");
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -631,6 +633,8 @@ run_formulas(CcrmRun *run, CcrmGroup *group, ArrayType *names, bool audit)
 {
 	int			nestlevel = CcrmPushSafeSearchPath();
 	List	   *rows;
+	List	   *done_names = NIL;
+	List	   *updates = NIL;
 	ListCell   *lc;
 	StringInfoData counts;
 
@@ -660,8 +664,12 @@ run_formulas(CcrmRun *run, CcrmGroup *group, ArrayType *names, bool audit)
 			appendStringInfoString(&counts, ", ");
 		escape_json(&counts, r->name);
 		appendStringInfo(&counts, ": " INT64_FORMAT, n);
+		done_names = lappend(done_names, r->name);
+		updates = lappend(updates, upd);
 	}
-	appendStringInfoString(&counts, "}}");
+	appendStringInfoChar(&counts, '}');
+	CcrmAppendSkipped(&counts, done_names, updates);
+	appendStringInfoChar(&counts, '}');
 	CcrmPopSearchPath(nestlevel);
 	return CcrmJsonbFromCString(counts.data);
 }

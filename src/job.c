@@ -3,18 +3,27 @@
  * job.c
  *	  The job catalog: what may be saved in ccrm.job and what it means.
  *
- * The row trigger checks a job as it is written: its kind exists and gets
- * the target group it needs, the kind's validator accepts (and normalises)
- * the parameters, the schedule parses, a chain of after_job does not loop,
- * and only superusers name another role as owner.  It computes next_run
- * when the schedule, zone or state changes and asks the scheduler to look
- * again once the transaction commits.  Also here: job_id() and the
- * validators of the built-in kinds.
+ * The row trigger checks a job as it is written, however it is written
+ * (the functions, a plain INSERT or UPDATE): its kind exists and gets the
+ * target group it needs, the kind's validator accepts (and normalises) the
+ * parameters, the schedule parses, after_job names a job of the same
+ * owner and the chain does not loop, the group and the definitions its
+ * parameters name are usable by its owner, and only admins give it to
+ * another role (privilege.c).  Checks of content are skipped while a
+ * trusted restore runs (CcrmRestoring); the owner check never is.  It
+ * computes next_run when the schedule, zone or state changes and asks the
+ * scheduler to look again once the transaction commits.
+ *
+ * CcrmJobRecheck() checks again, when a job runs, what a restore, a
+ * dropped role or a definition given to another role may have changed
+ * since it was saved.  Also here: job_id() and the validators of the
+ * built-in kinds.
  *
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
 #include "job.h"
+#include "privilege.h"
 #include "schedule.h"
 #include "scheduler.h"
 #include "setting.h"
@@ -30,6 +39,7 @@
 #include "utils/datum.h"
 #include "utils/jsonb.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(ccrm_job_trigger);
@@ -43,7 +53,10 @@ get_attr(HeapTuple tup, TupleDesc desc, const char *name, bool *isnull)
 	int			attno = SPI_fnumber(desc, name);
 
 	if (attno <= 0)
-		elog(ERROR, "ccrm.job has no column \"%s\"", name);
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("ccrm.job_trigger() fired on a table without column \"%s\"", name),
+				 errhint("It is the trigger of ccrm.job only.")));
 	return heap_getattr(tup, attno, desc, isnull);
 }
 
@@ -117,27 +130,60 @@ validate_params(Oid validator, const char *kind, bool group_null, Datum group_id
 	return result;
 }
 
+/*
+ * What a job uses — its group, and the plan or formulas its parameters
+ * name — must be usable by its owner (privilege.c).  Tools are shared
+ * code whose use tool.c decides when the tool runs.  Read past
+ * row level security, so another role's definition is refused, not
+ * overlooked.  Definitions a kind takes implicitly (every active plan of
+ * the group, every active formula of the entity) are those its owner may
+ * use, chosen when it runs.  SPI connected.
+ */
 static void
-check_owner(const char *owner, bool changed)
+check_uses(const char *job_name, Oid owner, const char *kind, bool group_null, Datum group_id,
+		   Datum params)
 {
-	Oid			roleid = get_role_oid(owner, true);
+	Oid			types[3] = {INT8OID, TEXTOID, JSONBOID};
+	Datum		args[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	bool		isnull;
 
-	if (!OidIsValid(roleid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("role \"%s\" does not exist", owner),
-				 errhint("A job runs as its owner, an existing role.")));
-	if (changed && !superuser() && roleid != GetUserId())
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("cannot schedule a job as role \"%s\"", owner),
-				 errdetail("Only superusers can make a job run as another role."),
-				 errhint("Leave owner out; the job then runs as you.")));
+	args[0] = group_id;
+	nulls[0] = group_null ? 'n' : ' ';
+	args[1] = CStringGetTextDatum(kind);
+	args[2] = params;
+	CcrmExecuteAsOwner("SELECT 'target group', g.name, g.owner::pg_catalog.oid, g.id FROM ccrm.target_group g"
+					   " WHERE g.id OPERATOR(pg_catalog.=) $1"
+					   " UNION ALL "
+					   "SELECT 'activity plan', p.name, p.owner::pg_catalog.oid, p.id FROM ccrm.activity_plan p"
+					   " WHERE $2 OPERATOR(pg_catalog.=) 'create_activities' AND p.group_id OPERATOR(pg_catalog.=) $1"
+					   "   AND p.name OPERATOR(pg_catalog.=) ($3 OPERATOR(pg_catalog.->>) 'plan')"
+					   " UNION ALL "
+					   "SELECT 'formula', f.name, f.owner::pg_catalog.oid, f.id FROM ccrm.formula f"
+					   " WHERE $2 OPERATOR(pg_catalog.=) 'run_formulas'"
+					   "   AND f.name OPERATOR(pg_catalog.=) ANY (CASE WHEN pg_catalog.jsonb_typeof($3 OPERATOR(pg_catalog.->) 'formulas')"
+					   "         OPERATOR(pg_catalog.=) 'array' THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text("
+					   "         $3 OPERATOR(pg_catalog.->) 'formulas')) END)",
+					   3, types, args, nulls, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	tdesc = SPI_tuptable->tupdesc;
+
+		CcrmCheckMayUse(owner, DatumGetObjectId(SPI_getbinval(tup, tdesc, 3, &isnull)), "job", job_name,
+						SPI_getvalue(tup, tdesc, 1), SPI_getvalue(tup, tdesc, 2),
+						DatumGetInt64(SPI_getbinval(tup, tdesc, 4, &isnull)));
+	}
 }
 
-/* after_job must name another job, and following the chain must not loop. */
+/*
+ * after_job must name a job of the same owner (running a job runs the
+ * jobs chained to it, each as its own owner: across owners one role would
+ * make another role's code run), and following the chain must not loop.
+ * Read past row level security.  SPI connected.
+ */
 static void
-check_chain(int64 job_id, int64 after_job)
+check_chain(int64 job_id, const char *job_name, Oid owner, int64 after_job)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		args[1];
@@ -146,6 +192,7 @@ check_chain(int64 job_id, int64 after_job)
 	for (int depth = 0; depth < 1000; depth++)
 	{
 		bool		isnull;
+		Datum		next;
 
 		if (at == job_id)
 			ereport(ERROR,
@@ -154,16 +201,86 @@ check_chain(int64 job_id, int64 after_job)
 					 errdetail("Following after_job from this job leads back to it."),
 					 errhint("A job may run after another, but not (even indirectly) after itself.")));
 		args[0] = Int64GetDatum(at);
-		if (SPI_execute_with_args("SELECT after_job FROM ccrm.job WHERE id OPERATOR(pg_catalog.=) $1",
-								  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read ccrm.job");
+		CcrmExecuteAsOwner("SELECT after_job, owner::pg_catalog.oid FROM ccrm.job WHERE id OPERATOR(pg_catalog.=) $1",
+						   1, types, args, NULL, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 			return;				/* the foreign key reports a missing job */
-		(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (depth == 0 &&
+			DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)) != owner)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("job \"%s\" may only run after a job of its own owner", job_name),
+					 errdetail("Job " INT64_FORMAT ", which it would run after, does not belong to role \"%s\".",
+							   after_job, CcrmRoleName(owner)),
+					 errhint("Chain jobs of one owner; a ccrm admin can give the job it runs after to that role first.")));
+		next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		if (isnull)
 			return;
-		at = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		at = DatumGetInt64(next);
 	}
+}
+
+/*
+ * Re-check at run time what the trigger checked when the job was saved,
+ * since a restore, a role dropped, or a definition given to another role
+ * may have changed it behind ccrm's back: the owner exists, the job runs
+ * after a job of the same owner, and what it uses is usable by its owner.
+ * ERROR (42704 owner gone, 42501 not usable / chained across owners) when
+ * it no longer holds; the caller records it with the run.
+ */
+void
+CcrmJobRecheck(int64 job_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(job_id)};
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	bool		group_null;
+	bool		after_null;
+	char	   *name;
+	char	   *kind;
+	Oid			owner;
+	Datum		group_id;
+	Datum		params;
+	Datum		after_job;
+	Datum		after_owner;
+
+	SPI_connect();
+	CcrmExecuteAsOwner("SELECT j.name, j.kind, j.owner::pg_catalog.oid, j.group_id, j.params, j.after_job,"
+					   "       a.owner::pg_catalog.oid"
+					   "  FROM ccrm.job j LEFT JOIN ccrm.job a ON a.id OPERATOR(pg_catalog.=) j.after_job"
+					   " WHERE j.id OPERATOR(pg_catalog.=) $1",
+					   1, types, args, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		SPI_finish();
+		return;					/* gone: nothing runs */
+	}
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	name = SPI_getvalue(tup, desc, 1);
+	kind = SPI_getvalue(tup, desc, 2);
+	owner = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+	group_id = SPI_getbinval(tup, desc, 4, &group_null);
+	params = SPI_datumTransfer(SPI_getbinval(tup, desc, 5, &isnull), false, -1);
+	after_job = SPI_getbinval(tup, desc, 6, &after_null);
+	after_owner = SPI_getbinval(tup, desc, 7, &isnull);
+
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role with OID %u, the owner of job \"%s\", does not exist", owner, name),
+				 errhint("A ccrm admin can give the job to an existing role (UPDATE ccrm.job SET owner = ...), or delete it.")));
+	if (!after_null && !isnull && DatumGetObjectId(after_owner) != owner)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("job \"%s\" may only run after a job of its own owner", name),
+				 errdetail("Job " INT64_FORMAT ", which it runs after, does not belong to role \"%s\".",
+						   DatumGetInt64(after_job), CcrmRoleName(owner)),
+				 errhint("Chain jobs of one owner; a ccrm admin can give both jobs to one role.")));
+	check_uses(name, owner, kind, group_null, group_id, params);
+	SPI_finish();
 }
 
 /*
@@ -182,7 +299,9 @@ ccrm_job_trigger(PG_FUNCTION_ARGS)
 	char	   *kind;
 	char	   *schedule;
 	char	   *time_zone;
-	char	   *owner;
+	char	   *name;
+	Oid			owner;
+	bool		owner_changed;
 	bool		isnull;
 	bool		group_null;
 	bool		active;
@@ -195,14 +314,24 @@ ccrm_job_trigger(PG_FUNCTION_ARGS)
 	int			ncols = 0;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		elog(ERROR, "ccrm_job_trigger must be a BEFORE ROW trigger");
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("ccrm.job_trigger() must be a BEFORE INSERT OR UPDATE row trigger")));
 
 	desc = RelationGetDescr(trigdata->tg_relation);
 	is_insert = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event);
 	newtup = is_insert ? trigdata->tg_trigtuple : trigdata->tg_newtuple;
 	if (!is_insert)
 		oldtup = trigdata->tg_trigtuple;
+
+	/* who owns it is a privilege: checked during restores too */
+	name = get_text_attr(newtup, desc, "name");
+	owner = DatumGetObjectId(get_attr(newtup, desc, "owner", &isnull));
+	if (isnull)
+		return PointerGetDatum(newtup);	/* NOT NULL reports it */
+	owner_changed = is_insert || attr_changed(newtup, oldtup, desc, "owner");
+	CcrmCheckOwner(owner, is_insert, owner_changed, "job", name);
 	if (CcrmRestoring())
 		return PointerGetDatum(newtup);
 
@@ -219,7 +348,6 @@ ccrm_job_trigger(PG_FUNCTION_ARGS)
 	kind = get_text_attr(newtup, desc, "kind");
 	schedule = get_text_attr(newtup, desc, "schedule");
 	time_zone = get_text_attr(newtup, desc, "time_zone");
-	owner = NameStr(*DatumGetName(get_attr(newtup, desc, "owner", &isnull)));
 	active = DatumGetBool(get_attr(newtup, desc, "active", &isnull));
 	group_id = get_attr(newtup, desc, "group_id", &group_null);
 	params = get_attr(newtup, desc, "params", &isnull);
@@ -230,8 +358,6 @@ ccrm_job_trigger(PG_FUNCTION_ARGS)
 	nulls = palloc0(sizeof(bool) * natts);
 
 	SPI_connect();
-
-	check_owner(owner, is_insert || attr_changed(newtup, oldtup, desc, "owner"));
 
 	if (defn_changed)
 	{
@@ -270,6 +396,8 @@ ccrm_job_trigger(PG_FUNCTION_ARGS)
 			vals[ncols++] = SPI_datumTransfer(params, false, -1);
 		}
 	}
+	if (defn_changed || owner_changed)
+		check_uses(name, owner, kind, group_null, group_id, params);
 
 	if (timing_changed)
 	{
@@ -287,7 +415,7 @@ ccrm_job_trigger(PG_FUNCTION_ARGS)
 			bool		id_null;
 			Datum		id = get_attr(newtup, desc, "id", &id_null);
 
-			check_chain(id_null ? 0 : DatumGetInt64(id), DatumGetInt64(after_job));
+			check_chain(id_null ? 0 : DatumGetInt64(id), name, owner, DatumGetInt64(after_job));
 		}
 		if (schedule != NULL)
 		{
@@ -301,6 +429,15 @@ ccrm_job_trigger(PG_FUNCTION_ARGS)
 		nulls[ncols] = (next == 0 || !active);
 		vals[ncols++] = TimestampTzGetDatum(next);
 		CcrmSchedulerWakeAtCommit();
+	}
+	else if (owner_changed)
+	{
+		bool		after_null;
+		Datum		after_job = get_attr(newtup, desc, "after_job", &after_null);
+
+		if (!after_null)
+			check_chain(DatumGetInt64(get_attr(newtup, desc, "id", &isnull)), name, owner,
+						DatumGetInt64(after_job));
 	}
 
 	/* someone moved the next run by hand: the scheduler looks again */

@@ -16,6 +16,7 @@
 
 /* job.c */
 extern pg_tz *CcrmJobTimeZone(const char *name);
+extern void CcrmJobRecheck(int64 job_id);	/* ERROR when the job may not run any more */
 
 /* job_run.c */
 typedef enum CcrmRunTrigger

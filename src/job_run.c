@@ -27,6 +27,7 @@
  */
 #include "ccrm.h"
 #include "job.h"
+#include "privilege.h"
 #include "schedule.h"
 #include "scheduler.h"
 
@@ -66,7 +67,8 @@ typedef struct JobRow
 	char	   *schedule;
 	char	   *time_zone;		/* effective zone name */
 	char	   *own_time_zone;	/* the job's own, or NULL */
-	char	   *owner;
+	char	   *owner;			/* its name, for messages and lookups */
+	Oid			owner_id;		/* ccrm.job.owner */
 	int64		after_job;		/* 0: none */
 	bool		active;
 	bool		next_run_null;
@@ -167,8 +169,8 @@ read_job(int64 job_id, JobRow *job, MemoryContext cxt)
 
 	CcrmExecuteAsOwner("SELECT j.name, j.kind, j.group_id, j.params, j.schedule,"
 				       "       COALESCE(j.time_zone, ccrm.get_setting('time_zone')), j.time_zone,"
-				       "       j.owner::pg_catalog.text, j.after_job, j.active, j.next_run,"
-				       "       k.runner::pg_catalog.oid, j.failures"
+				       "       pg_catalog.pg_get_userbyid(j.owner), j.after_job, j.active, j.next_run,"
+				       "       k.runner::pg_catalog.oid, j.failures, j.owner::pg_catalog.oid"
 				       "  FROM ccrm.job j JOIN ccrm.job_kind k ON k.name OPERATOR(pg_catalog.=) j.kind"
 				       " WHERE j.id OPERATOR(pg_catalog.=) $1",
 				       1, types, args, NULL, 0);
@@ -197,6 +199,7 @@ read_job(int64 job_id, JobRow *job, MemoryContext cxt)
 	job->next_run = DatumGetTimestampTz(SPI_getbinval(tup, desc, 11, &job->next_run_null));
 	job->runner = DatumGetObjectId(SPI_getbinval(tup, desc, 12, &isnull));
 	job->failures = DatumGetInt32(SPI_getbinval(tup, desc, 13, &isnull));
+	job->owner_id = DatumGetObjectId(SPI_getbinval(tup, desc, 14, &isnull));
 	return true;
 }
 
@@ -248,7 +251,7 @@ claim_slot(JobRow *job, TimestampTz slot, TimestampTz now)
 static int64
 insert_run(JobRow *job, CcrmRunTrigger trigger, TimestampTz slot, TimestampTz action_time)
 {
-	Oid			types[8] = {INT8OID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, INT4OID};
+	Oid			types[8] = {INT8OID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, OIDOID, INT4OID};
 	Datum		args[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
@@ -261,10 +264,10 @@ insert_run(JobRow *job, CcrmRunTrigger trigger, TimestampTz slot, TimestampTz ac
 	args[4] = TimestampTzGetDatum(slot);
 	nulls[4] = (trigger == CCRM_RUN_SCHEDULE) ? ' ' : 'n';
 	args[5] = TimestampTzGetDatum(action_time);
-	args[6] = CStringGetTextDatum(job->owner);
+	args[6] = ObjectIdGetDatum(job->owner_id);
 	args[7] = Int32GetDatum(MyProcPid);
 	CcrmExecuteAsOwner("INSERT INTO ccrm.job_run (job_id, kind, group_id, trigger, scheduled_for, action_time, run_as, pid)"
-				       " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+				       " VALUES ($1, $2, $3, $4, $5, $6, $7::pg_catalog.regrole, $8) RETURNING id",
 				       8, types, args, nulls, 0);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -582,7 +585,7 @@ run_due_jobs(CcrmRunMode *mode, Oid only_owner)
 
 	for (;;)
 	{
-		Oid			types[3] = {TIMESTAMPTZOID, TEXTOID, INT8ARRAYOID};
+		Oid			types[3] = {TIMESTAMPTZOID, OIDOID, INT8ARRAYOID};
 		Datum		args[3];
 		char		nulls[3] = {' ', ' ', ' '};
 		int64		job_id;
@@ -601,12 +604,12 @@ run_due_jobs(CcrmRunMode *mode, Oid only_owner)
 		MemoryContextSwitchTo(old);
 
 		args[0] = TimestampTzGetDatum(until);
-		args[1] = OidIsValid(only_owner) ? CStringGetTextDatum(GetUserNameFromId(only_owner, false)) : (Datum) 0;
+		args[1] = ObjectIdGetDatum(only_owner);
 		nulls[1] = OidIsValid(only_owner) ? ' ' : 'n';
 		args[2] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		CcrmExecuteAsOwner("SELECT id, next_run FROM ccrm.job"
 					       " WHERE active AND next_run OPERATOR(pg_catalog.<=) $1"
-					       "   AND ($2 IS NULL OR owner OPERATOR(pg_catalog.=) $2::pg_catalog.name)"
+					       "   AND ($2 IS NULL OR owner::pg_catalog.oid OPERATOR(pg_catalog.=) $2)"
 					       "   AND id OPERATOR(pg_catalog.<>) ALL ($3)"
 					       " ORDER BY next_run, id LIMIT 1",
 					       3, types, args, nulls, 0);
@@ -730,7 +733,8 @@ ccrm_run_job(PG_FUNCTION_ARGS)
 	Datum		args[1];
 	int64		run_id;
 	bool		busy;
-	char	   *owner;
+	Oid			owner;
+	bool		isnull;
 	char	   *name;
 	HeapTupleHeader result;
 
@@ -738,7 +742,7 @@ ccrm_run_job(PG_FUNCTION_ARGS)
 	SPI_connect();
 	args[0] = Int64GetDatum(job_id);
 	/* as the caller: row level security shows only their own jobs */
-	if (SPI_execute_with_args("SELECT owner::pg_catalog.text, name FROM ccrm.job WHERE id OPERATOR(pg_catalog.=) $1",
+	if (SPI_execute_with_args("SELECT owner::pg_catalog.oid, name FROM ccrm.job WHERE id OPERATOR(pg_catalog.=) $1",
 							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read ccrm.job");
 	if (SPI_processed == 0)
@@ -746,13 +750,13 @@ ccrm_run_job(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("job %lld does not exist", (long long) job_id),
 				 errhint("See ccrm.jobs for the jobs you can run.")));
-	owner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	if (!superuser() && strcmp(owner, GetUserNameFromId(GetUserId(), false)) != 0)
+	if (!CcrmMayManage(owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to run job \"%s\"", name),
-				 errdetail("It belongs to role \"%s\".", owner)));
+				 errdetail("It belongs to role \"%s\".", CcrmRoleName(owner))));
 
 	run_id = CcrmRunJob(&mode, job_id, 0, CCRM_RUN_MANUAL, &busy);
 	if (busy)
@@ -762,7 +766,9 @@ ccrm_run_job(PG_FUNCTION_ARGS)
 				 errdetail("A job never runs twice at the same time."),
 				 errhint("Wait for the run to finish; see ccrm.job_run.")));
 	if (run_id == 0)
-		elog(ERROR, "job %lld vanished while it was started", (long long) job_id);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("job \"%s\" was deleted while it was being started", name)));
 
 	args[0] = Int64GetDatum(run_id);
 	CcrmExecuteAsOwner("SELECT * FROM ccrm.job_run WHERE id OPERATOR(pg_catalog.=) $1",

@@ -330,6 +330,7 @@ run_mass_update(CcrmRun *run, CcrmGroup *group, Jsonb *params)
 	int			nestlevel = CcrmPushSafeSearchPath();
 	bool		audit;
 	List	   *updates;
+	List	   *targets = NIL;
 	ListCell   *lc;
 	StringInfoData counts;
 
@@ -349,8 +350,11 @@ run_mass_update(CcrmRun *run, CcrmGroup *group, Jsonb *params)
 			appendStringInfoString(&counts, ", ");
 		escape_json(&counts, upd->target->name);
 		appendStringInfo(&counts, ": " INT64_FORMAT, n);
+		targets = lappend(targets, upd->target->name);
 	}
-	appendStringInfoString(&counts, "}}");
+	appendStringInfoChar(&counts, '}');
+	CcrmAppendSkipped(&counts, targets, updates);
+	appendStringInfoChar(&counts, '}');
 	CcrmPopSearchPath(nestlevel);
 	return CcrmJsonbFromCString(counts.data);
 }

@@ -26,6 +26,7 @@
  */
 #include "ccrm.h"
 #include "messaging.h"
+#include "privilege.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
@@ -130,7 +131,7 @@ ccrm_message_template_trigger(PG_FUNCTION_ARGS)
 	owner = heap_getattr(row, SPI_fnumber(desc, "owner"), desc, &isnull);
 	if (isnull || name == NULL || kind == NULL)
 		return PointerGetDatum(row);	/* NOT NULL reports it */
-	MsgCheckOwner(DatumGetObjectId(owner), is_insert, differs(row, old, desc, "owner"),
+	CcrmCheckOwner(DatumGetObjectId(owner), is_insert, differs(row, old, desc, "owner"),
 				  "message template", name);
 	sender = heap_getattr(row, SPI_fnumber(desc, "sender_id"), desc, &isnull);
 
@@ -190,7 +191,7 @@ ccrm_message_template_trigger(PG_FUNCTION_ARGS)
 		(void) CcrmTemplateParse(ctx, html, true, "html_body");
 
 	if (!isnull && (is_insert || differs(row, old, desc, "sender_id") || differs(row, old, desc, "owner")))
-		MsgCheckMayActAs(DatumGetInt64(sender), GetUserId(),
+		CcrmCheckMayActAs(DatumGetInt64(sender), GetUserId(),
 						 psprintf("Message template \"%s\", which sends as its default sender,", name));
 	return PointerGetDatum(row);
 }

@@ -29,12 +29,7 @@
 #include "utils/date.h"
 
 /* ---- message_rights.c ---- */
-extern bool MsgIsAdmin(Oid role);
-extern bool MsgMayUse(Oid role, Oid owner);
-extern void MsgCheckOwner(Oid owner, bool is_insert, bool changed, const char *what,
-						  const char *name);
 extern void MsgCheckMayUse(Oid role, Oid owner, const char *what, const char *name);
-extern void MsgCheckMayActAs(int64 crm_user_id, Oid role, const char *what);
 extern void MsgCheckMaySend(const char *channel);
 extern void MsgCheckAdmin(const char *action);
 extern void MsgRightsInit(void);

@@ -49,6 +49,7 @@
 #include "ccrm.h"
 #include "messaging.h"
 #include "delivery.h"
+#include "privilege.h"
 #include "setting.h"
 
 #include "access/htup_details.h"
@@ -501,7 +502,7 @@ MsgEnqueueMessages(MsgEnqueue *req, ArrayType *record_ids)
 				 errhint("Choose another channel, or have an admin enable it: "
 						 "SELECT ccrm.alter_channel('%s', enabled => true).", req->channel->name)));
 	if (req->source->has_sender)
-		MsgCheckMayActAs(req->source->sender_id, GetUserId(), "A message with a sender");
+		CcrmCheckMayActAs(req->source->sender_id, GetUserId(), "A message with a sender");
 	check_origin(req->origin);
 	if (req->reply_to && AddressCheckEmail(req->reply_to))
 		ereport(ERROR,
@@ -524,14 +525,14 @@ MsgEnqueueMessages(MsgEnqueue *req, ArrayType *record_ids)
 		b->nulls[c] = palloc(sizeof(bool) * b->cap);
 		types[8 + c] = get_array_type(enq_types[c]);
 	}
-	b->insert = prepare_as_owner(
+	b->insert = prepare_as_owner(psprintf(
 		"INSERT INTO ccrm.outbox AS o (channel_id, status, available_at, recipient, entity, record_id,"
 		"       contact_id, lead_id, user_id, address_field, time_zone, country, sender_id, reply_to,"
 		"       subject, body, html_body, encoding, segments, template_id, source, source_id,"
 		"       idempotency_key, reason, owner, created_at, finished_at)"
 		" SELECT $1, x.st, x.av, x.rc, $2, x.rid, x.cid, x.lid, x.uid, x.af, x.tz, x.co, $3, $4,"
 		"        x.su, x.bo, x.ht, x.en, x.se, $5, $6, $7, x.k, x.re,"
-		"        pg_catalog.current_user()::pg_catalog.regrole, $8, x.fi"
+		"        %u::pg_catalog.oid::pg_catalog.regrole, $8, x.fi"
 		"   FROM ROWS FROM (pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11),"
 		"        pg_catalog.unnest($12), pg_catalog.unnest($13), pg_catalog.unnest($14), pg_catalog.unnest($15),"
 		"        pg_catalog.unnest($16), pg_catalog.unnest($17), pg_catalog.unnest($18), pg_catalog.unnest($19),"
@@ -539,7 +540,7 @@ MsgEnqueueMessages(MsgEnqueue *req, ArrayType *record_ids)
 		"        pg_catalog.unnest($24), pg_catalog.unnest($25), pg_catalog.unnest($26))"
 		"     AS x(st, av, rc, rid, cid, lid, uid, af, tz, co, su, bo, ht, en, se, k, re, fi)"
 		" ON CONFLICT (idempotency_key) DO NOTHING"
-		" RETURNING o.id, o.record_id, o.status, o.idempotency_key",
+		" RETURNING o.id, o.record_id, o.status, o.idempotency_key", GetUserId()),
 		8 + ENQ_COLS, types);
 
 	if (record_ids == NULL)
@@ -1116,7 +1117,7 @@ check_token_arg(FunctionCallInfo fcinfo)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("the message and its claim token must not be null"),
 				 errhint("Pass the id and claim_token that ccrm.claim_messages returned.")));
-	MsgCheckMaySend("of the message");
+	MsgCheckMaySend(NULL);
 }
 
 /* ccrm.mark_sent(id, token, provider_id, at) -> true, or false when already done by this claim */
@@ -1245,9 +1246,9 @@ ccrm_mark_failed(PG_FUNCTION_ARGS)
 					 "   status = CASE WHEN NOT $4 THEN 'failed' WHEN attempts OPERATOR(pg_catalog.>=) $6 THEN 'dead'"
 					 "                 ELSE 'queued' END,"
 					 "   available_at = CASE WHEN $4 AND attempts OPERATOR(pg_catalog.<) $6"
-					 "        THEN $5 OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => pg_catalog.least("
+					 "        THEN $5 OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => LEAST("
 					 "             $7::pg_catalog.float8 OPERATOR(pg_catalog.*) pg_catalog.power(2, attempts OPERATOR(pg_catalog.-) 1),"
-					 "             " CppAsString2(MAX_BACKOFF) "))"
+					 "             " CppAsString2(MAX_BACKOFF) "::pg_catalog.float8))"
 					 "        ELSE $5 END,"
 					 "   claim_token = CASE WHEN $4 AND attempts OPERATOR(pg_catalog.<) $6 THEN NULL ELSE claim_token END,"
 					 "   finished_at = CASE WHEN NOT $4 OR attempts OPERATOR(pg_catalog.>=) $6 THEN $5 END,"

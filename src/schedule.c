@@ -6,12 +6,19 @@
  *
  * A schedule is either five cron fields (minute hour day-of-month month
  * day-of-week) with lists, ranges, steps and month/weekday names, one of the
- * macros @hourly @daily @weekly @monthly @yearly, or "N seconds".  As in
- * Vixie cron, when both day fields are restricted a day matches either.
+ * macros @hourly @daily @weekly @monthly @yearly (alone), or "N seconds".
+ * As in Vixie cron (and pg_cron), when both day fields are restricted a day
+ * matches either, and a day field that starts with "*" (also with a step)
+ * is unrestricted; a weekday range ending in Sunday (mon-sun, sat-0) ends
+ * at 7.
  *
  * Next-fire walks local calendar days and maps each matching wall-clock time
  * to an instant with the zone's own rules (pg_localtime), so the answer is
- * what a person reading the schedule in that zone expects.
+ * what a person reading the schedule in that zone expects: a time in a DST
+ * gap fires at the end of the gap; a time that occurs twice fires at its
+ * first occurrence, or, when the hour field starts with "*", at both, so
+ * that such a job keeps its beat in elapsed time (as Vixie cron runs
+ * wildcard jobs when clocks go back).
  *
  *-------------------------------------------------------------------------
  */
@@ -24,6 +31,7 @@
 #include "access/xact.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/timestamp.h"
@@ -99,14 +107,18 @@ field_value(const CronField *f, const char **p)
 	return -1;
 }
 
-/* One cron field ("1-5,10/2" …) into a bit set; true when it is "*". */
+/*
+ * One cron field ("1-5,10/2" …) into a bit set; true when it starts with
+ * "*" (a bare star, or a star with a step), which for the day fields
+ * means unrestricted, as in Vixie cron and pg_cron.
+ */
 static bool
 parse_field(const char *spec, int fieldno, const char *text_in, uint64 *bits)
 {
 	const CronField *f = &cron_fields[fieldno];
 	char	   *copy = pstrdup(text_in);
 	char	   *save = NULL;
-	bool		star = (strcmp(text_in, "*") == 0);
+	bool		star = (text_in[0] == '*');
 
 	*bits = 0;
 	if (copy[0] == ',' || copy[strlen(copy) - 1] == ',' || strstr(copy, ",,") != NULL)
@@ -136,6 +148,9 @@ parse_field(const char *spec, int fieldno, const char *text_in, uint64 *bits)
 				hi = field_value(f, &p);
 				if (hi < 0)
 					bad_field(spec, fieldno, "no end of range in", item);
+				/* "mon-sun", "sat-0": a weekday range ending in Sunday ends at 7 */
+				if (fieldno == 4 && hi == 0 && lo > 0)
+					hi = 7;
 			}
 			else if (*p == '/')
 				hi = (fieldno == 4) ? 6 : f->max;	/* "a/n": from a to the end */
@@ -224,9 +239,13 @@ CcrmScheduleParse(const char *spec, CcrmSchedule *out)
 	if (s[0] == '@')
 	{
 		char	   *t = s;
+		char	   *rest;
 
 		while (*t && !isspace((unsigned char) *t))
 			t++;
+		rest = t;
+		while (*rest && isspace((unsigned char) *rest))
+			rest++;
 		*t = '\0';
 		for (int i = 0; i < lengthof(macros); i++)
 			if (strcmp(s, macros[i].macro) == 0)
@@ -238,6 +257,12 @@ CcrmScheduleParse(const char *spec, CcrmSchedule *out)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid schedule \"%s\": unknown macro \"%s\"", spec, s),
+					 errhint(SCHEDULE_HINT)));
+		if (*rest != '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid schedule \"%s\": unexpected text after the macro", spec),
+					 errdetail("A macro such as @daily is the whole schedule."),
 					 errhint(SCHEDULE_HINT)));
 	}
 
@@ -260,7 +285,7 @@ CcrmScheduleParse(const char *spec, CcrmSchedule *out)
 
 	parse_field(spec, 0, fields[0], &bits);
 	out->minutes = bits;
-	parse_field(spec, 1, fields[1], &bits);
+	out->hours_any = parse_field(spec, 1, fields[1], &bits);
 	out->hours = (uint32) bits;
 	out->days_any = parse_field(spec, 2, fields[2], &bits);
 	out->days = (uint32) bits;
@@ -286,12 +311,13 @@ utc_offset(pg_time_t t, pg_tz *tz)
 }
 
 /*
- * The instant of a wall-clock time, given as seconds since 1970-01-01 00:00
- * local time.  Ambiguous times take the first occurrence; times inside a gap
- * take the end of the gap.
+ * The instants of a wall-clock time, given as seconds since 1970-01-01
+ * 00:00 local time: *first, and *second, which differs from it only for a
+ * time that occurs twice (clocks going back).  A time inside a gap (clocks
+ * going forward) is the first instant after the gap.
  */
-static pg_time_t
-local_to_instant(pg_time_t local, pg_tz *tz)
+static void
+local_to_instants(pg_time_t local, pg_tz *tz, pg_time_t *first, pg_time_t *second)
 {
 	long		before = utc_offset(local - SECS_PER_DAY, tz);
 	long		after = utc_offset(local + SECS_PER_DAY, tz);
@@ -304,9 +330,16 @@ local_to_instant(pg_time_t local, pg_tz *tz)
 	long		lo_off;
 
 	if (ok1 && ok2)
-		return Min(c1, c2);
+	{
+		*first = Min(c1, c2);
+		*second = Max(c1, c2);
+		return;
+	}
 	if (ok1 || ok2)
-		return ok1 ? c1 : c2;
+	{
+		*first = *second = ok1 ? c1 : c2;
+		return;
+	}
 
 	/* in a gap: find the transition, the first instant after it */
 	lo = Min(c1, c2);
@@ -321,9 +354,19 @@ local_to_instant(pg_time_t local, pg_tz *tz)
 		else
 			hi = mid;
 	}
-	return hi;
+	*first = *second = hi;
 }
 
+/*
+ * Times are tried in wall-clock order.  The first occurrence of a time is
+ * never earlier than that of an earlier time, so the first one after
+ * "after" is the answer, except that for a schedule with "*" in the hour
+ * field the second occurrences of a repeated hour count too: they come
+ * after the first occurrences of that hour and before the times after it,
+ * so the earliest candidate seen when the first occurrence after "after"
+ * turns up is the answer.  (Across midnight that holds as well: the search
+ * goes on into the next day until a first occurrence is found.)
+ */
 TimestampTz
 CcrmScheduleNext(const CcrmSchedule *s, TimestampTz after, pg_tz *tz)
 {
@@ -331,14 +374,24 @@ CcrmScheduleNext(const CcrmSchedule *s, TimestampTz after, pg_tz *tz)
 	struct pg_tm *tm;
 	pg_time_t	after_local;
 	int			jd0;
+	TimestampTz best = DT_NOEND;	/* earliest second occurrence after "after" */
 
+	/* an infinite "after" has no next time; nothing fires after the end of time */
+	if (TIMESTAMP_NOT_FINITE(after))
+		return DT_NOEND;
 	if (s->interval_secs > 0)
-		return after + (TimestampTz) s->interval_secs * USECS_PER_SEC;
+	{
+		TimestampTz next = after + (TimestampTz) s->interval_secs * USECS_PER_SEC;
+
+		return IS_VALID_TIMESTAMP(next) ? next : DT_NOEND;
+	}
 
 	after_t = timestamptz_to_time_t(after);
 	tm = pg_localtime(&after_t, tz);
 	if (tm == NULL)
-		elog(ERROR, "could not convert a time to local time");
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("time %s cannot be read in time zone %s", timestamptz_to_str(after), pg_get_timezone_name(tz))));
 	after_local = after_t + tm->tm_gmtoff;
 	jd0 = date2j(tm->tm_year + 1900, tm->tm_mon + 1, tm->tm_mday);
 
@@ -352,6 +405,7 @@ CcrmScheduleNext(const CcrmSchedule *s, TimestampTz after, pg_tz *tz)
 		bool		day_ok;
 		pg_time_t	day_local;
 
+		CHECK_FOR_INTERRUPTS();
 		j2date(jd, &year, &month, &mday);
 		if (!(s->months & (1U << month)))
 			continue;
@@ -373,19 +427,28 @@ CcrmScheduleNext(const CcrmSchedule *s, TimestampTz after, pg_tz *tz)
 				continue;
 			for (int m = 0; m < 60; m++)
 			{
-				pg_time_t	at;
+				pg_time_t	first;
+				pg_time_t	second;
 				TimestampTz ts;
 
 				if (!(s->minutes & (UINT64CONST(1) << m)))
 					continue;
-				at = local_to_instant(day_local + h * SECS_PER_HOUR + m * SECS_PER_MINUTE, tz);
-				ts = time_t_to_timestamptz(at);
+				local_to_instants(day_local + h * SECS_PER_HOUR + m * SECS_PER_MINUTE, tz, &first, &second);
+				if (s->hours_any && second != first)
+				{
+					ts = time_t_to_timestamptz(second);
+					if (ts > after && ts < best && IS_VALID_TIMESTAMP(ts))
+						best = ts;
+				}
+				ts = time_t_to_timestamptz(first);
+				if (!IS_VALID_TIMESTAMP(ts))
+					return best;	/* past the end of time */
 				if (ts > after)
-					return ts;
+					return Min(ts, best);
 			}
 		}
 	}
-	return DT_NOEND;
+	return best;
 }
 
 /*
@@ -412,6 +475,11 @@ ccrm_next_runs(PG_FUNCTION_ARGS)
 	tz = PG_ARGISNULL(2) ? CcrmSettingTimeZone()
 		: CcrmTimeZone(text_to_cstring(PG_GETARG_TEXT_PP(2)), false);
 	at = PG_ARGISNULL(3) ? GetCurrentTransactionStartTimestamp() : PG_GETARG_TIMESTAMPTZ(3);
+	if (TIMESTAMP_NOT_FINITE(at))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("after must be a finite time, not %s", timestamptz_to_str(at)),
+				 errhint("Give the instant to count from, such as now() or '2026-01-01 00:00+00'.")));
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	for (int i = 0; i < count; i++)

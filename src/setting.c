@@ -137,8 +137,9 @@ CcrmSettingWorkingDays(void)
 	int			mask = 0;
 
 	deconstruct_array(arr, INT2OID, 2, true, TYPALIGN_SHORT, &elems, &nulls, &n);
+	/* what is not an ISO weekday (only a restore can store it) works on no day */
 	for (int i = 0; i < n; i++)
-		if (!nulls[i])
+		if (!nulls[i] && DatumGetInt16(elems[i]) >= 1 && DatumGetInt16(elems[i]) <= 7)
 			mask |= 1 << DatumGetInt16(elems[i]);
 	return mask;
 }
@@ -168,7 +169,8 @@ check_working_days(Datum d)
 	if (n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("working_days must name at least one day")));
+				 errmsg("working_days must name at least one day"),
+				 errhint("Activities are planned on working days only: name at least one ISO weekday, e.g. '{1,2,3,4,5}'.")));
 	for (int i = 0; i < n; i++)
 	{
 		int			day = nulls[i] ? 0 : DatumGetInt16(elems[i]);

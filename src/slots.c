@@ -12,8 +12,28 @@
  *
  *	  Local wall-clock times become instants through the zone's rules for
  *	  that day (DetermineTimeZoneOffset), so a day across a DST change still
- *	  starts at its local day start.  The cursor only moves forward; busy
- *	  events are visited once each, so placing n events costs O(n + busy).
+ *	  starts at its local day start.
+ *
+ *	  Termination.  The rules are checked before the first slot: at least
+ *	  one ISO weekday works, at least one event a day, and an event fits
+ *	  between the first start and the latest end.  Then every week has a
+ *	  working weekday, each holiday takes away one day, and after the end of
+ *	  the last calendar event every working day has room (but for a day whose
+ *	  window a DST gap shortens), so each slot is found within
+ *	  7 * (holidays + 3) days after the later of the cursor's day and the
+ *	  day the last event ends (cur->busy_until).  The cursor refuses to walk
+ *	  further (a can't-happen error), and a calendar event that never ends
+ *	  ('infinity') is an error, not an endless search.  Every loop checks
+ *	  for interrupts.
+ *
+ *	  Cost.  The cursor only moves forward, and busy events are sorted by
+ *	  start.  Two pointers walk them once each: one counts the plan's events
+ *	  on the day they start (for per_day), the other absorbs every event
+ *	  that starts before a candidate slot would end and keeps the latest end
+ *	  absorbed, past which the slot moves (past_busy).  Placing n events
+ *	  over d days for a user with b calendar events costs O(n + b + d), each
+ *	  day's working-day test a binary search of the h holidays (O(log h)),
+ *	  and walking to a working day at most 7 * (h + 3) days.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,8 +41,12 @@
 #include "slots.h"
 
 #include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/timestamp.h"
+
+/* bits of CcrmSlotRules.working_days that are ISO weekdays (1 << 1 ... 1 << 7) */
+#define WEEKDAY_BITS 0xFE
 
 /* The instant a local date and time of a zone stand for. */
 TimestampTz
@@ -82,14 +106,42 @@ CcrmIsWorkingDay(const CcrmSlotRules *rules, DateADT day)
 	return true;
 }
 
+/*
+ * Check that the rules leave room for an event on some day; an error
+ * otherwise (the settings and plans are checked when written, but a restore
+ * trusts the dumped data).
+ */
+void
+CcrmSlotRulesCheck(const CcrmSlotRules *rules)
+{
+	if ((rules->working_days & WEEKDAY_BITS) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("setting working_days names no working day"),
+				 errhint("Name at least one ISO weekday, e.g. SELECT ccrm.set_setting('working_days', '{1,2,3,4,5}').")));
+	if (rules->per_day < 1 || rules->duration <= 0 || rules->first + rules->duration > rules->latest_end)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("no event fits into a day under these rules"),
+				 errhint("A day needs room for at least one event of the plan's duration between its first start and latest end.")));
+}
+
 void
 CcrmSlotCursorInit(CcrmSlotCursor *cur, pg_tz *tz, DateADT first_day, CcrmBusy *busy, int nbusy)
 {
+	TimestampTz last_end = DT_NOBEGIN;
+
 	memset(cur, 0, sizeof(*cur));
 	cur->tz = tz;
 	cur->day = first_day;
 	cur->busy = busy;
 	cur->nbusy = nbusy;
+	cur->absorbed_end = DT_NOBEGIN;
+	/* an event that never ends is an error if the search ever reaches it */
+	for (int i = 0; i < nbusy; i++)
+		if (!TIMESTAMP_NOT_FINITE(busy[i].end) && busy[i].end > last_end)
+			last_end = busy[i].end;
+	cur->busy_until = last_end == DT_NOBEGIN ? first_day : Max(first_day, CcrmLocalDate(last_end, tz));
 }
 
 /* Set the cursor up on its day: window, and the plan's events already there. */
@@ -102,44 +154,85 @@ open_day(const CcrmSlotRules *rules, CcrmSlotCursor *cur)
 	cur->next = CcrmLocalTimestamp(cur->day, rules->first, cur->tz);
 	cur->day_end = CcrmLocalTimestamp(cur->day, rules->latest_end, cur->tz);
 	cur->count = 0;
-	while (cur->pos < cur->nbusy && cur->busy[cur->pos].end <= midnight)
+	/* events are counted on the day they start: earlier ones never again */
+	while (cur->pos < cur->nbusy && cur->busy[cur->pos].start < midnight)
 		cur->pos++;
 	for (int i = cur->pos; i < cur->nbusy && cur->busy[i].start < next_midnight; i++)
-		if (cur->busy[i].same_plan && cur->busy[i].start >= midnight)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (cur->busy[i].same_plan)
 			cur->count++;
+	}
 	cur->day_open = true;
+}
+
+/* The next day the cursor may use, past non-working days and holidays. */
+static void
+next_working_day(const CcrmSlotRules *rules, CcrmSlotCursor *cur, DateADT limit)
+{
+	while (!CcrmIsWorkingDay(rules, cur->day))
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (cur->day >= limit)
+			elog(ERROR, "no working day up to day %d", limit);
+		cur->day++;
+	}
+}
+
+/*
+ * The earliest start at or after s whose slot overlaps no calendar event,
+ * or one that ends after the day (the caller then tries the next day).
+ * Events are taken in start order, each once (cur->scan): every event that
+ * starts before the slot would end is absorbed, and the slot moves past the
+ * latest end absorbed so far.  Since slots only move forward, an absorbed
+ * event starts before every later slot's end too, so staying past its end
+ * is all it takes never to overlap it.
+ */
+static TimestampTz
+past_busy(const CcrmSlotRules *rules, CcrmSlotCursor *cur, TimestampTz s)
+{
+	for (;;)
+	{
+		if (s < cur->absorbed_end)
+			s = cur->absorbed_end;
+		if (s + rules->duration > cur->day_end ||
+			cur->scan >= cur->nbusy || cur->busy[cur->scan].start >= s + rules->duration)
+			return s;
+		CHECK_FOR_INTERRUPTS();
+		if (TIMESTAMP_NOT_FINITE(cur->busy[cur->scan].end))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("no free slot after %s: the calendar has an event that never ends",
+							timestamptz_to_str(Max(cur->busy[cur->scan].start, s))),
+					 errhint("Give the event an end (ccrm.activity.ends_at).")));
+		if (cur->busy[cur->scan].end > cur->absorbed_end)
+			cur->absorbed_end = cur->busy[cur->scan].end;
+		cur->scan++;
+	}
 }
 
 /* The next free slot of this user; the cursor moves past it. */
 void
 CcrmSlotNext(const CcrmSlotRules *rules, CcrmSlotCursor *cur, TimestampTz *start, TimestampTz *end)
 {
+	/* see the file header: by then some day has room */
+	DateADT		limit = Max(cur->day, cur->busy_until) + 7 * (rules->nholidays + 3);
+
+	CcrmSlotRulesCheck(rules);
 	for (;;)
 	{
-		TimestampTz s;
-		int			i;
-
 		CHECK_FOR_INTERRUPTS();
 		if (!cur->day_open)
 		{
-			while (!CcrmIsWorkingDay(rules, cur->day))
-				cur->day++;
+			if (cur->day > limit)
+				elog(ERROR, "no room for an event up to day %d", limit);
+			next_working_day(rules, cur, limit);
 			open_day(rules, cur);
 		}
-		s = cur->next;
 		if (cur->count < rules->per_day)
 		{
-			/* skip past events in the calendar that the slot would overlap */
-			for (i = cur->pos; i < cur->nbusy && cur->busy[i].start < s + rules->duration; i++)
-			{
-				if (cur->busy[i].end > s)
-				{
-					s = cur->busy[i].end;
-					i = cur->pos - 1;	/* rescan: a later event may overlap now */
-				}
-				if (s + rules->duration > cur->day_end)
-					break;
-			}
+			TimestampTz s = past_busy(rules, cur, cur->next);
+
 			if (s + rules->duration <= cur->day_end)
 			{
 				*start = s;

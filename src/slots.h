@@ -45,9 +45,13 @@ typedef struct CcrmSlotCursor
 	int			count;			/* the plan's events on this day */
 	CcrmBusy   *busy;			/* sorted by start */
 	int			nbusy;
-	int			pos;			/* first busy entry that may still matter */
+	int			pos;			/* first busy entry not starting before the day */
+	int			scan;			/* first busy entry not absorbed yet */
+	TimestampTz absorbed_end;	/* latest end of the entries before scan */
+	DateADT		busy_until;		/* local day the last (finite) busy entry ends */
 } CcrmSlotCursor;
 
+extern void CcrmSlotRulesCheck(const CcrmSlotRules *rules);
 extern void CcrmSlotCursorInit(CcrmSlotCursor *cur, pg_tz *tz, DateADT first_day,
 							   CcrmBusy *busy, int nbusy);
 extern void CcrmSlotNext(const CcrmSlotRules *rules, CcrmSlotCursor *cur,

@@ -24,6 +24,11 @@
  *	  group; member_count is kept under that lock.  Other groups are not
  *	  blocked, and neither are readers.
  *
+ *	  Stamps: the entered_at, left_at and refreshed_at a change writes are
+ *	  one time taken under that lock (group_stamp), so within a group they
+ *	  never go back, and a span never ends before it begins, whenever the
+ *	  transactions that made them began.
+ *
  *	  The AFTER trigger on ccrm.target_group checks every definition change
  *	  however it is made: the filter must compile, in_group references are
  *	  recorded in ccrm.target_group_dependency, and a reference cycle is an
@@ -66,6 +71,7 @@ typedef struct GroupRow
 	char	   *entity;
 	Jsonb	   *filter;			/* NULL for a static group */
 	int64		member_count;
+	Datum		refreshed_at;	/* timestamptz, or 0 when never refreshed */
 } GroupRow;
 
 /* Run a statement through SPI with int8/text/... arguments; check the result. */
@@ -127,9 +133,9 @@ lock_group(const char *name, int64 id)
 		values[0] = Int64GetDatum(id);
 	}
 	spi_exec(name
-			 ? "SELECT id, name, entity, filter, member_count FROM ccrm.target_group"
+			 ? "SELECT id, name, entity, filter, member_count, refreshed_at FROM ccrm.target_group"
 			 " WHERE name OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE"
-			 : "SELECT id, name, entity, filter, member_count FROM ccrm.target_group"
+			 : "SELECT id, name, entity, filter, member_count, refreshed_at FROM ccrm.target_group"
 			 " WHERE id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
 			 1, types, values, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -147,6 +153,11 @@ lock_group(const char *name, int64 id)
 	filter = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
 	g->filter = isnull ? NULL : DatumGetJsonbPCopy(filter);
 	g->member_count = spi_int8(0, 5);
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull);
+
+		g->refreshed_at = isnull ? (Datum) 0 : d;
+	}
 	return g;
 }
 
@@ -180,6 +191,32 @@ set_member_count(int64 group_id, int64 count)
 			 2, types, values, SPI_OK_UPDATE);
 }
 
+/*
+ * The time a change to a locked group's members is stamped with: the clock
+ * now, under the group's lock, so after the stamps of every earlier change
+ * (their transactions committed before the lock was granted, whenever they
+ * began), and never before the group's latest recorded stamps (its last
+ * refresh, the last span closed) should the clock have gone back.  The
+ * transaction's start time would not do: a transaction that began before
+ * another refreshed the group would close spans before they were opened.
+ */
+static Datum
+group_stamp(GroupRow *g)
+{
+	Oid			types[2] = {INT8OID, TIMESTAMPTZOID};
+	Datum		values[2];
+	bool		isnull;
+
+	values[0] = Int64GetDatum(g->id);
+	values[1] = g->refreshed_at;
+	if (SPI_execute_with_args("SELECT GREATEST(pg_catalog.clock_timestamp(), $2,"
+							  "       (SELECT pg_catalog.max(left_at) FROM ccrm.target_group_membership"
+							  "         WHERE group_id OPERATOR(pg_catalog.=) $1 AND left_at IS NOT NULL))",
+							  2, types, values, g->refreshed_at == (Datum) 0 ? " n" : NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the stamps of group " INT64_FORMAT, g->id);
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+}
+
 /* ----------------------------------------------------------------
  * Refresh
  * ---------------------------------------------------------------- */
@@ -199,7 +236,7 @@ refresh_locked(GroupRow *g)
 	int			nestlevel;
 
 	values[0] = Int64GetDatum(g->id);
-	values[1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[1] = group_stamp(g);
 
 	if (g->filter)
 		filter_query = CcrmFilterQuery(ent, g->filter, NULL);
@@ -248,7 +285,7 @@ refresh_locked(GroupRow *g)
 							   "SELECT 1 FROM ccrm.target_group_membership m"
 							   " WHERE m.group_id OPERATOR(pg_catalog.=) $1 AND m.member_id OPERATOR(pg_catalog.=) d.id"
 							   " AND m.left_at IS NULL) RETURNING 1),"
-							   " del AS (UPDATE ccrm.target_group_membership m SET left_at = $2"
+							   " del AS (UPDATE ccrm.target_group_membership m SET left_at = GREATEST($2, m.entered_at)"
 							   " WHERE m.group_id OPERATOR(pg_catalog.=) $1 AND m.left_at IS NULL"
 							   " AND NOT EXISTS (SELECT 1 FROM d WHERE d.id OPERATOR(pg_catalog.=) m.member_id)"
 							   " RETURNING 1)"
@@ -389,7 +426,7 @@ change_override(FunctionCallInfo fcinfo, int mode)	/* 1 include, 0 exclude, -1 c
 	g = lock_group(name, 0);
 	values[0] = Int64GetDatum(g->id);
 	values[1] = ids;
-	values[2] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[2] = group_stamp(g);
 
 	if (mode < 0)
 	{
@@ -418,7 +455,7 @@ change_override(FunctionCallInfo fcinfo, int mode)	/* 1 include, 0 exclude, -1 c
 				 " WHERE m.group_id OPERATOR(pg_catalog.=) $1 AND m.member_id OPERATOR(pg_catalog.=) u.x"
 				 " AND m.left_at IS NULL)", 3, types, values, SPI_OK_INSERT);
 	else
-		spi_exec("UPDATE ccrm.target_group_membership SET left_at = $3"
+		spi_exec("UPDATE ccrm.target_group_membership SET left_at = GREATEST($3, entered_at)"
 				 " WHERE group_id OPERATOR(pg_catalog.=) $1 AND left_at IS NULL"
 				 " AND member_id OPERATOR(pg_catalog.=) ANY ($2)", 3, types, values, SPI_OK_UPDATE);
 	changed = SPI_processed;

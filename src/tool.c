@@ -27,6 +27,7 @@
  */
 #include "ccrm.h"
 #include "action_run.h"
+#include "privilege.h"
 #include "target_group.h"
 
 #include "access/htup_details.h"
@@ -131,7 +132,7 @@ ccrm_register_tool(PG_FUNCTION_ARGS)
 	HeapTuple	tup;
 	Form_pg_proc proc;
 	char	   *sig;
-	Oid			types[5] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, NAMEOID};
+	Oid			types[5] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, OIDOID};
 	Datum		values[5];
 	char		nulls[6] = "     ";
 
@@ -192,9 +193,9 @@ ccrm_register_tool(PG_FUNCTION_ARGS)
 	values[2] = ObjectIdGetDatum(funcid);
 	values[3] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
 	nulls[3] = PG_ARGISNULL(3) ? 'n' : ' ';
-	values[4] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	values[4] = ObjectIdGetDatum(GetUserId());
 	CcrmExecuteAsOwner("INSERT INTO ccrm.tool (name, entity, function, description, owner)"
-					   " VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regprocedure, $4, $5)",
+					   " VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regprocedure, $4, $5::pg_catalog.regrole)",
 					   5, types, values, nulls, SPI_OK_INSERT);
 	SPI_finish();
 	PG_RETURN_VOID();
@@ -208,10 +209,10 @@ ccrm_unregister_tool(PG_FUNCTION_ARGS)
 	Datum		arg = PG_GETARG_DATUM(0);
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	bool		isnull;
-	char	   *owner;
+	Oid			owner;
 
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT owner, builtin FROM ccrm.tool WHERE name OPERATOR(pg_catalog.=) $1",
+	if (SPI_execute_with_args("SELECT owner::pg_catalog.oid, builtin FROM ccrm.tool WHERE name OPERATOR(pg_catalog.=) $1",
 							  1, &type, &arg, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read ccrm.tool");
 	if (SPI_processed == 0)
@@ -219,15 +220,16 @@ ccrm_unregister_tool(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("tool \"%s\" does not exist", name),
 				 errhint("Registered tools: %s.", tool_names())));
-	owner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("built-in tool \"%s\" cannot be unregistered", name)));
-	if (!superuser() && strcmp(owner, GetUserNameFromId(GetUserId(), false)) != 0)
+	if (!CcrmMayManage(owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("only %s, who registered tool \"%s\", or a superuser may unregister it", owner, name)));
+				 errmsg("only %s, who registered tool \"%s\", or a ccrm admin may unregister it",
+						CcrmRoleName(owner), name)));
 	CcrmExecuteAsOwner("DELETE FROM ccrm.tool WHERE name OPERATOR(pg_catalog.=) $1", 1, &type, &arg, NULL,
 					   SPI_OK_DELETE);
 	SPI_finish();
