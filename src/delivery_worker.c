@@ -53,6 +53,7 @@
 #include "delivery.h"
 #include "scheduler.h"
 
+#include <ctype.h>
 #include <curl/curl.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -168,6 +169,7 @@ typedef struct Transfer
 	char		response[RESPONSE_MAX];	/* HTTP body, or the last SMTP reply line */
 	size_t		response_len;
 	bool		smtp;
+	bool		smtp_error;		/* response holds the first error reply */
 	bool		started;
 	/* outcome */
 	bool		done;
@@ -378,14 +380,18 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
-/* SMTP: keep the server's last reply line, the one that decided */
+/*
+ * SMTP: keep the reply that decided: the first error (4xx, 5xx), else the
+ * last positive one (the answer to the message, not the one to QUIT).
+ */
 static size_t
 header_cb(char *ptr, size_t size, size_t nitems, void *userp)
 {
 	Transfer   *t = (Transfer *) userp;
 	size_t		n = size * nitems;
+	bool		final = n >= 4 && ptr[3] == ' ' && isdigit((unsigned char) ptr[0]);
 
-	if (t->smtp)
+	if (t->smtp && final && !t->smtp_error && strncmp(ptr, "221", 3) != 0)
 	{
 		size_t		len = Min(n, sizeof(t->response) - 1);
 
@@ -394,6 +400,7 @@ header_cb(char *ptr, size_t size, size_t nitems, void *userp)
 		memcpy(t->response, ptr, len);
 		t->response_len = len;
 		t->response[len] = '\0';
+		t->smtp_error = ptr[0] == '4' || ptr[0] == '5';
 	}
 	return n;
 }
