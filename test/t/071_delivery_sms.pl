@@ -88,6 +88,10 @@ is("@keys", 'r503', 'the retried post arrived once (its failed tries were not ac
 # -- quiet hours and suppression when it is sent -------------------------------
 sql(q{INSERT INTO ccrm.contact (firstname, mobile, country, timezone) VALUES ('Ion', '+40721000001', 'RO', 'Europe/Bucharest'),
         ('Ana', '+40721000002', 'RO', 'Europe/Bucharest')});
+# outside quiet hours when queued (a window hours away from now), inside them when sent
+sql(q{SELECT ccrm.set_setting('sms_quiet_hours',
+        to_char(now() AT TIME ZONE 'Europe/Bucharest' + interval '3 hours', 'HH24:MI') || '-' ||
+        to_char(now() AT TIME ZONE 'Europe/Bucharest' + interval '4 hours', 'HH24:MI'))});
 for my $who (['Ion', 'quiet-1'], ['Ana', 'optout-1'])
 {
 	sql(qq{SELECT ccrm.enqueue_message('sms', NULL, 'Salut', channel => 'twilio', entity => 'contact',
