@@ -141,16 +141,17 @@ $p2->append_conf('postgresql.conf', q{
 shared_preload_libraries = 'ccrm'
 ccrm.database_name = 'crm'
 ccrm.delivery_poll_interval = 200
-synchronous_standby_names = 'sync_standby'
-synchronous_commit = remote_apply
 });
 $p2->start;
 $p2->safe_psql('postgres', 'CREATE DATABASE crm');
 $p2->backup('b2');
 my $s2 = PostgreSQL::Test::Cluster->new('sync_standby');
 $s2->init_from_backup($p2, 'b2', has_streaming => 1);
-$s2->append_conf('postgresql.conf', "primary_conninfo = '" . $p2->connstr('postgres') . " application_name=sync_standby'\n");
 $s2->start;
+$p2->append_conf('postgresql.conf', "synchronous_standby_names = 'sync_standby'\nsynchronous_commit = remote_apply\n");
+$p2->reload;
+ok($p2->poll_query_until('postgres', q{SELECT sync_state = 'sync' FROM pg_stat_replication WHERE application_name = 'sync_standby'}),
+	'the standby is synchronous');
 $p2->safe_psql('crm', 'CREATE EXTENSION ccrm');
 $p2->safe_psql('crm', qq{SELECT ccrm.create_channel('twilio', 'sms', 'ccrm', is_default => true);
     UPDATE ccrm.channel SET endpoint = 'https://127.0.0.1:$twport/2010-04-01/Accounts/AC123/Messages.json',
