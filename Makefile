@@ -15,7 +15,9 @@ DATA_built  = extension/ccrm--$(EXTVERSION).sql
 REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf
 
-PG_CPPFLAGS = -I$(srcdir)/src
+PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)
+# libcurl sends mail and SMS from the delivery worker (delivery_worker.c)
+SHLIB_LINK  = $(shell curl-config --libs)
 PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
               -Wno-missing-field-initializers -Wno-clobbered
 

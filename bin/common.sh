@@ -31,7 +31,8 @@ as_pg() {
 ensure_packages() {
 	local want=() pkg
 	for pkg in build-essential postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR \
-		postgresql-$PG_MAJOR-cron libipc-run-perl "$@"; do
+		postgresql-$PG_MAJOR-cron libipc-run-perl libcurl4-openssl-dev \
+		libnet-server-mail-perl libio-socket-ssl-perl libhttp-daemon-perl openssl "$@"; do
 		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || want+=("$pkg")
 	done
 	if [ ${#want[@]} -gt 0 ]; then

@@ -1413,7 +1413,22 @@ CREATE TABLE ccrm.channel (
     is_default  boolean NOT NULL DEFAULT false,
     description text,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- delivery by ccrm (channel_config.c)
+    endpoint          text,
+    require_tls       boolean NOT NULL DEFAULT true,
+    username          text,
+    secret            text,
+    sender            text,
+    ca_file           text,
+    rate_limit        real CHECK (rate_limit IS NULL OR rate_limit > 0),
+    parallelism       integer NOT NULL DEFAULT 4 CHECK (parallelism BETWEEN 1 AND 256),
+    connect_timeout   interval NOT NULL DEFAULT '10 s'
+        CHECK (connect_timeout > '0' AND connect_timeout <= '1 hour'),
+    send_timeout      interval NOT NULL DEFAULT '60 s'
+        CHECK (send_timeout > '0' AND send_timeout <= '1 hour'),
+    sms_format        text CHECK (sms_format IN ('twilio', 'json')),
+    message_id_domain text
 );
 CREATE UNIQUE INDEX channel_default_idx ON ccrm.channel (medium) WHERE is_default;
 COMMENT ON TABLE ccrm.channel IS
@@ -1422,7 +1437,9 @@ COMMENT ON COLUMN ccrm.channel.delivery IS 'ccrm: ccrm delivers it; external: ou
 COMMENT ON COLUMN ccrm.channel.is_default IS 'the channel of the medium when a message names none (one per medium)';
 
 CREATE VIEW ccrm.channels AS
-    SELECT id, name, medium, delivery, enabled, is_default, description, created_at, updated_at
+    SELECT id, name, medium, delivery, enabled, is_default, description, created_at, updated_at,
+           endpoint, require_tls, username, sender, ca_file, rate_limit, parallelism,
+           connect_timeout, send_timeout, sms_format, message_id_domain
       FROM ccrm.channel;
 COMMENT ON VIEW ccrm.channels IS 'The channels, without what is secret';
 GRANT SELECT ON ccrm.channels TO PUBLIC;
@@ -1660,3 +1677,110 @@ SELECT pg_catalog.pg_extension_config_dump('ccrm.message_template', '');
 SELECT pg_catalog.pg_extension_config_dump('ccrm.message_template_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('ccrm.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('ccrm.outbox_id_seq', '');
+
+/* ========================================================================
+ * Delivery by ccrm itself (issue 12): email over SMTP, SMS over HTTPS.
+ * ======================================================================== */
+
+/* ------------------------------------------------------------------------
+ * channel_config.c — what a channel delivered by ccrm is configured with,
+ * checked when it is saved.  ccrm.channel stays readable by admins only:
+ * secret holds passwords and tokens; ccrm.channels shows the rest.
+ * ------------------------------------------------------------------------ */
+COMMENT ON COLUMN ccrm.channel.endpoint IS
+    'where ccrm delivers: smtp://host[:port] (STARTTLS), smtps://host[:port] (TLS), or an https:// URL for SMS';
+COMMENT ON COLUMN ccrm.channel.require_tls IS 'smtp:// only: STARTTLS is required (true) or used when offered (false)';
+COMMENT ON COLUMN ccrm.channel.secret IS 'SMTP password, twilio auth token or json bearer token (admins only)';
+COMMENT ON COLUMN ccrm.channel.sender IS 'From of messages that name no sender: an email address, or the SMS number or sender id';
+COMMENT ON COLUMN ccrm.channel.ca_file IS 'PEM file of the CAs that verify the server (NULL: the system''s); verification is always on';
+COMMENT ON COLUMN ccrm.channel.rate_limit IS 'messages per second at most (NULL: no limit)';
+COMMENT ON COLUMN ccrm.channel.parallelism IS 'messages in flight at once';
+COMMENT ON COLUMN ccrm.channel.send_timeout IS 'longest time one message may take, connection included';
+COMMENT ON COLUMN ccrm.channel.sms_format IS 'twilio (form post, basic auth) or json (a JSON webhook, bearer token)';
+COMMENT ON COLUMN ccrm.channel.message_id_domain IS 'domain of Message-ID (NULL: the sender''s)';
+
+CREATE FUNCTION ccrm.channel_delivery_check() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'ccrm_channel_delivery_check';
+CREATE TRIGGER ccrm_channel_delivery BEFORE INSERT OR UPDATE ON ccrm.channel
+    FOR EACH ROW EXECUTE FUNCTION ccrm.channel_delivery_check();
+
+/* ------------------------------------------------------------------------
+ * delivery_worker.c — what the delivery worker keeps per channel, its
+ * wake-up, resuming a paused channel, statistics
+ * ------------------------------------------------------------------------ */
+CREATE TABLE ccrm.channel_delivery (
+    channel_id        integer PRIMARY KEY REFERENCES ccrm.channel (id) ON DELETE CASCADE,
+    sent              bigint NOT NULL DEFAULT 0,
+    failed_permanent  bigint NOT NULL DEFAULT 0,
+    failed_temporary  bigint NOT NULL DEFAULT 0,
+    failed_timeout    bigint NOT NULL DEFAULT 0,
+    failed_connect    bigint NOT NULL DEFAULT 0,
+    failed_tls        bigint NOT NULL DEFAULT 0,
+    failed_auth       bigint NOT NULL DEFAULT 0,
+    failures_in_row   integer NOT NULL DEFAULT 0,
+    last_error        text,
+    last_error_class  text,
+    last_error_at     timestamptz,
+    last_sent_at      timestamptz,
+    paused_until      timestamptz,
+    paused_reason     text,
+    since             timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE ccrm.channel_delivery IS
+    'Counters and pause of the delivery worker per channel, since the row was made (admins only)';
+
+CREATE FUNCTION ccrm.delivery_wake() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'ccrm_delivery_wake';
+CREATE TRIGGER ccrm_delivery_wake AFTER INSERT ON ccrm.outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION ccrm.delivery_wake();
+
+CREATE FUNCTION ccrm.resume_channel(channel text) RETURNS boolean
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'ccrm_resume_channel';
+COMMENT ON FUNCTION ccrm.resume_channel(text) IS
+    'end the pause of a channel the delivery worker paused (admins); true when it was paused or failing';
+
+CREATE FUNCTION ccrm.delivery_statistics(at timestamptz DEFAULT pg_catalog.now())
+    RETURNS TABLE (channel text, medium text, delivery text, enabled boolean,
+                   in_flight bigint, queued bigint, sent_last_minute bigint,
+                   sent bigint, failed_permanent bigint, failed_temporary bigint,
+                   failed_timeout bigint, failed_connect bigint, failed_tls bigint,
+                   failed_auth bigint, failures_in_row integer,
+                   last_error text, last_error_class text, last_error_at timestamptz,
+                   paused boolean, paused_until timestamptz, paused_reason text)
+    LANGUAGE sql STABLE
+    BEGIN ATOMIC
+        SELECT c.name, c.medium, c.delivery, c.enabled,
+               (SELECT pg_catalog.count(*) FROM ccrm.outbox o
+                 WHERE o.channel_id OPERATOR(pg_catalog.=) c.id AND o.status OPERATOR(pg_catalog.=) 'sending'),
+               (SELECT pg_catalog.count(*) FROM ccrm.outbox o
+                 WHERE o.channel_id OPERATOR(pg_catalog.=) c.id AND o.status OPERATOR(pg_catalog.=) 'queued'),
+               (SELECT pg_catalog.count(*) FROM ccrm.outbox o
+                 WHERE o.channel_id OPERATOR(pg_catalog.=) c.id AND o.status OPERATOR(pg_catalog.=) 'sent'
+                   AND o.sent_at OPERATOR(pg_catalog.>)
+                       (delivery_statistics.at OPERATOR(pg_catalog.-) '00:01:00'::pg_catalog.interval)
+                   AND o.sent_at OPERATOR(pg_catalog.<=) delivery_statistics.at),
+               COALESCE(d.sent, 0), COALESCE(d.failed_permanent, 0), COALESCE(d.failed_temporary, 0),
+               COALESCE(d.failed_timeout, 0), COALESCE(d.failed_connect, 0), COALESCE(d.failed_tls, 0),
+               COALESCE(d.failed_auth, 0), COALESCE(d.failures_in_row, 0),
+               d.last_error, d.last_error_class, d.last_error_at,
+               COALESCE(d.paused_until OPERATOR(pg_catalog.>) delivery_statistics.at, false), d.paused_until,
+               CASE WHEN c.delivery OPERATOR(pg_catalog.=) 'ccrm' AND c.endpoint IS NULL
+                    THEN 'not configured: the channel has no endpoint'
+                    WHEN d.paused_until OPERATOR(pg_catalog.>) delivery_statistics.at THEN d.paused_reason END
+          FROM ccrm.channel c LEFT JOIN ccrm.channel_delivery d ON d.channel_id OPERATOR(pg_catalog.=) c.id
+         ORDER BY c.name;
+    END;
+COMMENT ON FUNCTION ccrm.delivery_statistics(timestamptz) IS
+    'per channel: in flight, queued, sent in the minute before at, failures by class, last error, pause (admins)';
+CREATE VIEW ccrm.delivery_stats AS
+    SELECT * FROM ccrm.delivery_statistics();
+COMMENT ON VIEW ccrm.delivery_stats IS
+    'Per channel: messages in flight, queued, sent in the last minute, failures by class, last error, pause (admins)';
+
+REVOKE ALL ON ccrm.channel_delivery FROM PUBLIC;
+REVOKE ALL ON FUNCTION ccrm.resume_channel(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ccrm.delivery_statistics(timestamptz) FROM PUBLIC;
+REVOKE ALL ON ccrm.delivery_stats FROM PUBLIC;

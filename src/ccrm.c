@@ -8,6 +8,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "delivery.h"
 #include "messaging.h"
 #include "run_as_owner.h"
 #include "scheduler.h"
@@ -24,6 +25,7 @@ void
 _PG_init(void)
 {
 	CcrmSchedulerInit();
+	CcrmDeliveryInit();
 	CcrmActionInit();
 	CcrmPrivilegeInit();
 	MsgOutboxInit();

@@ -2,7 +2,7 @@
  *
  * launcher.c
  *	  The process that waits for ccrm.database_name and keeps the scheduler
- *	  running there.
+ *	  and the delivery worker running there.
  *
  * Registered from shared_preload_libraries, the launcher starts once
  * recovery has finished (a standby runs nothing; a promoted one starts it).
@@ -11,15 +11,17 @@
  * exist yet: the usual order is to start the server, then create the
  * database and the extension.  While the database is missing it logs once
  * and looks again every second; once it exists it starts the scheduler
- * there as a dynamic background worker (scheduler.c) and sleeps until that
- * worker stops (bgw_notify_pid wakes it), then looks again.
+ * (scheduler.c) and the delivery worker (delivery_worker.c) there as
+ * dynamic background workers and sleeps until one of them stops
+ * (bgw_notify_pid wakes it), then looks again.
  *
  * Invariants:
- *	- At most one scheduler runs in the cluster: the launcher starts one only
- *	  while it has none of its own and no scheduler has announced itself in
- *	  shared memory (CcrmSchedulerRunning), so a launcher restarted after an
- *	  error does not start a second one next to the first.
- *	- A scheduler that stopped for another reason than a move to a new
+ *	- At most one scheduler and one delivery worker run in the cluster: the
+ *	  launcher starts one only while it has none of its own and none has
+ *	  announced itself in shared memory (CcrmSchedulerRunning,
+ *	  CcrmDeliveryRunning), so a launcher restarted after an error does not
+ *	  start a second one next to the first.
+ *	- A worker that stopped for another reason than a move to a new
  *	  database is started again after RESTART_DELAY_MS, as the postmaster
  *	  would restart a static worker; nothing here exits while it waits, so
  *	  the log shows no worker exits while the database is missing.
@@ -29,6 +31,7 @@
  */
 #include "ccrm.h"
 #include "scheduler.h"
+#include "delivery.h"
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -105,8 +108,25 @@ lookup_database(void)
 	return dboid;
 }
 
+/* A worker the launcher keeps running in ccrm.database_name. */
+typedef struct Managed
+{
+	const char *function;		/* its main function in ccrm */
+	const char *name;			/* bgw_name and bgw_type */
+	bool		(*running) (void);	/* whether one announced itself in shared memory */
+	BackgroundWorkerHandle *handle;
+	char	   *started_for;	/* ccrm.database_name it was started for */
+	TimestampTz not_before;
+	bool		said_no_slot;
+} Managed;
+
+static Managed managed[] = {
+	{"ccrm_scheduler_main", "ccrm scheduler", CcrmSchedulerRunning},
+	{"ccrm_delivery_main", "ccrm delivery", CcrmDeliveryRunning},
+};
+
 static BackgroundWorkerHandle *
-start_scheduler(Oid dboid)
+start_worker(Managed *m, Oid dboid)
 {
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
@@ -116,9 +136,9 @@ start_scheduler(Oid dboid)
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "ccrm");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "ccrm_scheduler_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "ccrm scheduler");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "ccrm scheduler");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", m->function);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", m->name);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", m->name);
 	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
 	worker.bgw_notify_pid = MyProcPid;
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
@@ -129,11 +149,7 @@ start_scheduler(Oid dboid)
 void
 ccrm_launcher_main(Datum arg)
 {
-	BackgroundWorkerHandle *scheduler = NULL;
-	char	   *started_for = NULL; /* ccrm.database_name it was started for */
 	bool		said_waiting = false;
-	bool		said_no_slot = false;
-	TimestampTz not_before = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -143,7 +159,9 @@ ccrm_launcher_main(Datum arg)
 
 	for (;;)
 	{
-		long		sleep_ms = POLL_MS;
+		long		sleep_ms = -1;	/* woken when a worker stops, or by a reload */
+		Oid			dboid = InvalidOid;
+		bool		looked = false;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -153,54 +171,64 @@ ccrm_launcher_main(Datum arg)
 			said_waiting = false;
 		}
 
-		if (scheduler != NULL)
+		for (int i = 0; i < lengthof(managed); i++)
 		{
-			pid_t		pid;
+			Managed    *m = &managed[i];
 
-			if (GetBackgroundWorkerPid(scheduler, &pid) == BGWH_STOPPED)
+			if (m->handle != NULL)
 			{
-				bool		moved = strcmp(started_for, ccrm_database_name) != 0;
+				pid_t		pid;
 
-				pfree(scheduler);
-				scheduler = NULL;
-				pfree(started_for);
-				started_for = NULL;
-				/* a move starts at once; anything else as a crashed worker would */
-				not_before = moved ? 0 :
-					TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RESTART_DELAY_MS);
+				if (GetBackgroundWorkerPid(m->handle, &pid) != BGWH_STOPPED)
+					continue;
+				else
+				{
+					bool		moved = strcmp(m->started_for, ccrm_database_name) != 0;
+
+					pfree(m->handle);
+					m->handle = NULL;
+					pfree(m->started_for);
+					m->started_for = NULL;
+					/* a move starts at once; anything else as a crashed worker would */
+					m->not_before = moved ? 0 :
+						TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RESTART_DELAY_MS);
+				}
 			}
-			else
-				sleep_ms = -1;	/* woken when it stops, or by a reload */
-		}
 
-		if (scheduler == NULL && GetCurrentTimestamp() >= not_before &&
-			!CcrmSchedulerRunning())
-		{
-			Oid			dboid = lookup_database();
-
+			if (GetCurrentTimestamp() < m->not_before || m->running())
+			{
+				sleep_ms = POLL_MS;
+				continue;
+			}
+			if (!looked)
+			{
+				dboid = lookup_database();
+				looked = true;
+			}
 			if (!OidIsValid(dboid))
 			{
 				if (!said_waiting)
 					ereport(LOG,
 							(errmsg("ccrm launcher is waiting for database \"%s\" to be created",
 									ccrm_database_name),
-							 errdetail("The scheduler starts there once the database exists (ccrm.database_name).")));
+							 errdetail("The scheduler and the delivery worker start there once the database exists (ccrm.database_name).")));
 				said_waiting = true;
+				sleep_ms = POLL_MS;
 			}
-			else if ((scheduler = start_scheduler(dboid)) == NULL)
+			else if ((m->handle = start_worker(m, dboid)) == NULL)
 			{
-				if (!said_no_slot)
+				if (!m->said_no_slot)
 					ereport(LOG,
-							(errmsg("ccrm launcher could not start the scheduler"),
+							(errmsg("ccrm launcher could not start the %s", m->name + 5),
 							 errhint("Raise max_worker_processes.")));
-				said_no_slot = true;
+				m->said_no_slot = true;
+				sleep_ms = POLL_MS;
 			}
 			else
 			{
-				started_for = MemoryContextStrdup(TopMemoryContext, ccrm_database_name);
+				m->started_for = MemoryContextStrdup(TopMemoryContext, ccrm_database_name);
 				said_waiting = false;
-				said_no_slot = false;
-				sleep_ms = -1;
+				m->said_no_slot = false;
 			}
 		}
 

@@ -49,6 +49,7 @@
 #include "ccrm.h"
 #include "spi_debug.h"
 #include "messaging.h"
+#include "delivery.h"
 #include "privilege.h"
 #include "setting.h"
 
@@ -947,7 +948,8 @@ ccrm_claim_messages(PG_FUNCTION_ARGS)
 				 errhint("A lease is how long the sender keeps the messages, e.g. '5 minutes'; "
 						 "unfinished ones are claimable again when it ends.")));
 	ch = MsgChannelLookup(text_arg(fcinfo, 0), NULL);
-	if (strcmp(ch->delivery, "external") != 0)
+	/* ccrm's own delivery worker claims the channels it delivers (delivery_worker.c) */
+	if (strcmp(ch->delivery, "external") != 0 && !CcrmIsDeliveryWorker())
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("channel \"%s\" is delivered by ccrm", ch->name),
