@@ -28,7 +28,7 @@ sub log_count
 
 # long enough for the old behaviour (exit, restart every 5 s) to show twice
 sleep 11;
-is(log_count(qr/"ccrm (scheduler|launcher)".*exited with exit code/), 0,
+is(log_count(qr/"ccrm (scheduler|launcher|delivery)".*exited with exit code/), 0,
 	'no ccrm worker exited while the database did not exist');
 is(log_count(qr/waiting for database "crm"/), 1, 'the wait for the database is logged once');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'ccrm launcher'}),
@@ -39,8 +39,10 @@ ok($node->poll_query_until('crm',
 		q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'ccrm scheduler' AND datname = 'crm'}),
 	'the scheduler connects once the database exists');
 sleep 3;
-is(log_count(qr/waiting for CREATE EXTENSION ccrm in database "crm"/), 1,
-	'the wait for the extension is logged once');
+is(log_count(qr/ccrm scheduler is waiting for CREATE EXTENSION ccrm in database "crm"/), 1,
+	'the wait of the scheduler for the extension is logged once');
+is(log_count(qr/ccrm delivery is waiting for CREATE EXTENSION ccrm in database "crm"/), 1,
+	'so is the wait of the delivery worker');
 
 my $offset = -s $node->logfile;
 my $t0 = time;
@@ -61,8 +63,8 @@ my $fired = time - $t0;
 note(sprintf('scheduler ready %.2f s after CREATE EXTENSION; first firing after %.2f s', $started, $fired));
 cmp_ok($started, '<', 5, 'the scheduler notices the extension within a few seconds (target: 2 s)');
 cmp_ok($fired, '<', 10, 'the job ran within 10 seconds of CREATE EXTENSION');
-is(log_count(qr/"ccrm (scheduler|launcher)".*exited with exit code/), 0, 'still no ccrm worker exits');
-is(log_count(qr/waiting for/), 2, 'no other waiting message');
+is(log_count(qr/"ccrm (scheduler|launcher|delivery)".*exited with exit code/), 0, 'still no ccrm worker exits');
+is(log_count(qr/waiting for/), 3, 'no other waiting message');
 
 # moving to a database that does not exist yet: the scheduler leaves, the
 # launcher waits, then starts it there
@@ -80,7 +82,7 @@ ok($node->poll_query_until('crm2',
 sleep 2;
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'ccrm scheduler'}),
 	'1', 'one scheduler in all');
-is(log_count(qr/"ccrm (scheduler|launcher)".*exited with exit code/), 0, 'no ccrm worker exited');
+is(log_count(qr/"ccrm (scheduler|launcher|delivery)".*exited with exit code/), 0, 'no ccrm worker exited');
 
 $node->stop;
 done_testing();
