@@ -102,7 +102,7 @@ column_fields(CcrmEntity *ent)
 			strcmp(f->name, ent->key_column) == 0;
 		if (ent->builtin)
 		{
-			for (int j = 0; j < lengthof(maintained_columns); j++)
+			for (size_t j = 0; j < lengthof(maintained_columns); j++)
 				if (strcmp(f->name, maintained_columns[j]) == 0)
 					f->readonly = true;
 		}
@@ -287,7 +287,7 @@ CcrmReportUnknownField(const CcrmEntity *ent, const char *field, const char *whe
  * field: a quoted column reference, or the attrs value cast to its type.
  */
 char *
-CcrmFieldSql(const CcrmEntity *ent, const CcrmField *field, const char *alias)
+CcrmFieldSql(const CcrmField *field, const char *alias)
 {
 	if (!field->is_custom)
 		return psprintf("%s.%s", quote_identifier(alias), quote_identifier(field->name));

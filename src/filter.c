@@ -159,7 +159,7 @@ op_names(void)
 {
 	List	   *names = NIL;
 
-	for (int i = 0; i < lengthof(ops); i++)
+	for (size_t i = 0; i < lengthof(ops); i++)
 		names = lappend(names, (char *) ops[i].name);
 	return CcrmJoinNames(names);
 }
@@ -366,7 +366,7 @@ like_pattern(const char *text, FilterOp op)
 static const OpInfo *
 lookup_op(const char *name)
 {
-	for (int i = 0; i < lengthof(ops); i++)
+	for (size_t i = 0; i < lengthof(ops); i++)
 		if (strcmp(ops[i].name, name) == 0)
 			return &ops[i];
 	return NULL;
@@ -402,7 +402,7 @@ ops_for_type(Oid typid)
 {
 	List	   *names = NIL;
 
-	for (int i = 0; i < lengthof(ops); i++)
+	for (size_t i = 0; i < lengthof(ops); i++)
 		if (type_fits(&ops[i], typid))
 			names = lappend(names, (char *) ops[i].name);
 	return CcrmJoinNames(names);
@@ -703,7 +703,7 @@ compile_field(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, const c
 	check_value_shape(op, value, vpath, here);
 	check_field_code(f->typid, op, field, fpath);
 
-	expr = CcrmFieldSql(cur, f, cur_alias);
+	expr = CcrmFieldSql(f, cur_alias);
 	if (nlinks == 0)
 	{
 		if (op->negated)
@@ -982,7 +982,7 @@ compile_node(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, const ch
 		if (tok != WJB_KEY)
 			continue;
 		key = jsonb_string(&k);
-		for (int i = 0; i < lengthof(forms); i++)
+		for (size_t i = 0; i < lengthof(forms); i++)
 			if (strcmp(key, forms[i]) == 0)
 			{
 				if (form != NULL)

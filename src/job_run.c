@@ -545,7 +545,7 @@ int64
 CcrmRunJob(CcrmRunMode *mode, int64 job_id, TimestampTz slot, CcrmRunTrigger trigger, bool *busy)
 {
 	MemoryContext cxt;
-	int64		run_id = 0;
+	volatile int64 run_id = 0;
 
 	*busy = false;
 	if (!lock_job(mode, job_id, false))

@@ -362,7 +362,7 @@ keep_row(MsgRow *row, void *arg)
 }
 
 static void
-no_flush(void *arg)
+no_flush(void *arg pg_attribute_unused())
 {
 }
 

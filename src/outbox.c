@@ -122,7 +122,7 @@ execute_as_owner(SPIPlanPtr plan, const char *sql, int nargs, Oid *types, Datum 
 {
 	Oid			save_user;
 	int			save_sec;
-	int			rc;
+	volatile int rc;
 
 	GetUserIdAndSecContext(&save_user, &save_sec);
 	SetUserIdAndSecContext(CcrmCatalogOwner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
@@ -146,7 +146,7 @@ prepare_as_owner(const char *sql, int nargs, Oid *types)
 {
 	Oid			save_user;
 	int			save_sec;
-	SPIPlanPtr	plan;
+	SPIPlanPtr volatile plan;
 
 	GetUserIdAndSecContext(&save_user, &save_sec);
 	SetUserIdAndSecContext(CcrmCatalogOwner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);

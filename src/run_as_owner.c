@@ -112,7 +112,7 @@ confined_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 }
 
 static void
-confine_xact_callback(XactEvent event, void *arg)
+confine_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	switch (event)
 	{
