@@ -43,6 +43,7 @@
 #include "spi_debug.h"
 #include "filter.h"
 #include "setting.h"
+#include "type_input.h"
 
 #include "access/htup_details.h"
 #include "access/stratnum.h"
@@ -259,47 +260,15 @@ type_operator(Oid typid, FilterOp op)
 }
 
 /*
- * Convert a value with the type's input function; on failure, re-raise the
- * input function's error with the filter path in front.  The conversion
- * runs in a subtransaction so that any input function can fail safely.
+ * Convert a value with the type's input function (CcrmTypeInput); an error
+ * keeps the input function's SQLSTATE and names the filter path.
  */
 static Datum
 convert_value(const char *text, Oid typid, const char *path)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	Oid			infunc;
-	Oid			ioparam;
-	Datum		result = (Datum) 0;
-
-	getTypeInputInfo(typid, &infunc, &ioparam);
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		result = OidInputFunctionCall(infunc, (char *) text, ioparam, -1);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		ereport(ERROR,
-				(errcode(edata->sqlerrcode),
-				 errmsg("invalid filter at %s: %s", path, edata->message),
-				 errhint("Write the value as %s accepts it; dates and times in ISO 8601, e.g. 2024-05-31 or 2024-05-31 14:00+03.",
-						 format_type_be(typid))));
-	}
-	PG_END_TRY();
-	return result;
+	return CcrmTypeInput(typid, -1, text, psprintf("invalid filter at %s", path),
+						 psprintf("Write the value as %s accepts it; dates and times in ISO 8601, e.g. 2024-05-31 or 2024-05-31 14:00+03.",
+								  format_type_be(typid)));
 }
 
 /*
