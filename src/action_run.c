@@ -39,6 +39,8 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "quote.h"
+#include "execute_as_owner.h"
 #include "action_run.h"
 #include "setting.h"
 

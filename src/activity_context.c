@@ -20,6 +20,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "guc_level.h"
 #include "spi_debug.h"
 #include "activity_context.h"
 

@@ -27,6 +27,8 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "guc_level.h"
+#include "privilege.h"
 #include "spi_debug.h"
 #include "activity_context.h"
 #include "setting.h"

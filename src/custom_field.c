@@ -24,6 +24,8 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "quote.h"
+#include "privilege.h"
 #include "spi_debug.h"
 #include "entity.h"
 #include "type_input.h"

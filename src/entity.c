@@ -21,6 +21,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "quote.h"
 #include "spi_debug.h"
 #include "entity.h"
 

@@ -39,6 +39,9 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "quote.h"
+#include "guc_level.h"
+#include "json_util.h"
 #include "code_trust.h"
 #include "spi_debug.h"
 #include "filter.h"

@@ -22,6 +22,8 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "json_util.h"
+#include "execute_as_owner.h"
 #include "spi_debug.h"
 #include "job.h"
 #include "privilege.h"

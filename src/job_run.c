@@ -26,6 +26,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "execute_as_owner.h"
 #include "spi_debug.h"
 #include "job.h"
 #include "privilege.h"

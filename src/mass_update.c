@@ -32,6 +32,9 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "quote.h"
+#include "guc_level.h"
+#include "json_util.h"
 #include "spi_debug.h"
 #include "action_run.h"
 #include "target_group.h"

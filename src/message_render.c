@@ -30,6 +30,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "guc_level.h"
 #include "spi_debug.h"
 #include "messaging.h"
 

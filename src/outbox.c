@@ -47,6 +47,8 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "guc_level.h"
+#include "execute_as_owner.h"
 #include "spi_debug.h"
 #include "messaging.h"
 #include "delivery.h"

@@ -31,6 +31,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "execute_as_owner.h"
 #include "spi_debug.h"
 #include "privilege.h"
 

@@ -41,6 +41,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "execute_as_owner.h"
 #include "run_as_owner.h"
 
 #include "access/genam.h"

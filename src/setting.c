@@ -15,6 +15,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "privilege.h"
 #include "spi_debug.h"
 #include "setting.h"
 #include "messaging.h"

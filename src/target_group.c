@@ -37,6 +37,8 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "guc_level.h"
+#include "privilege.h"
 #include "spi_debug.h"
 #include "entity.h"
 #include "filter.h"

@@ -18,6 +18,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "quote.h"
 #include "template.h"
 
 #include "catalog/pg_type.h"

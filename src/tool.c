@@ -44,6 +44,9 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "guc_level.h"
+#include "json_util.h"
+#include "execute_as_owner.h"
 #include "spi_debug.h"
 #include "action_run.h"
 #include "code_trust.h"
