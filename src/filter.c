@@ -46,6 +46,7 @@
 #include "spi_debug.h"
 #include "filter.h"
 #include "setting.h"
+#include "target_group.h"
 #include "type_input.h"
 
 #include "access/htup_details.h"
@@ -752,12 +753,8 @@ compile_in_group(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, cons
 	}
 	else
 	{
-		char	   *names = NULL;
+		char	   *names = CcrmExistingGroupNames();
 
-		if (SPI_execute("SELECT pg_catalog.string_agg(pg_catalog.quote_literal(name), ', ' ORDER BY name)"
-						"  FROM (SELECT name FROM ccrm.target_group ORDER BY name LIMIT 30) g",
-						true, 1) == SPI_OK_SELECT && SPI_processed == 1)
-			names = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		names = names ? MemoryContextStrdup(cxt, names) : NULL;
 		SPI_finish();
 		filter_error(ERRCODE_UNDEFINED_OBJECT, gpath,
