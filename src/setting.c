@@ -276,7 +276,7 @@ ccrm_setting_trigger(PG_FUNCTION_ARGS)
 	else if (strcmp(name, "earliest_start") == 0 || strcmp(name, "latest_end") == 0)
 		check_day_window(name, DatumGetTimeADT(d));
 	else
-		QuietHoursCheckSetting(name, value);	/* messaging settings (quiet_hours.c) */
+		MsgQuietHoursCheckSetting(name, value);	/* messaging settings (quiet_hours.c) */
 
 	error_context_stack = errcb.previous;
 	return PointerGetDatum(tuple);
