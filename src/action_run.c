@@ -39,6 +39,8 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "quote.h"
+#include "execute_as_owner.h"
 #include "action_run.h"
 #include "setting.h"
 
@@ -342,7 +344,7 @@ update_sql(CcrmUpdate *upd, const char *key_sql, bool audit, int new_param)
 			appendStringInfo(&set, "%s%s = %s", set.len ? ", " : "",
 							 quote_identifier(f->name), a->value_sql);
 		appendStringInfo(&olds, "%s%s, %s", sep, quote_literal_cstr(f->name), field_json_sql(f, "t"));
-		appendStringInfo(&cur, "%s%s", sep, CcrmFieldSql(ent, f, "t"));
+		appendStringInfo(&cur, "%s%s", sep, CcrmFieldSql(f, "t"));
 		appendStringInfo(&val, "%s%s", sep, a->value_sql);
 	}
 	if (custom.len)

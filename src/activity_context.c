@@ -20,6 +20,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "guc_level.h"
 #include "spi_debug.h"
 #include "activity_context.h"
 
@@ -34,10 +35,10 @@
 PG_FUNCTION_INFO_V1(ccrm_template_tags);
 PG_FUNCTION_INFO_V1(ccrm_render_template);
 
-ActivityContext *
-ActivityContextBuild(CcrmEntity *ent)
+CcrmActivityContext *
+CcrmActivityContextBuild(CcrmEntity *ent)
 {
-	ActivityContext *ac = palloc0(sizeof(ActivityContext));
+	CcrmActivityContext *ac = palloc0(sizeof(CcrmActivityContext));
 	StringInfoData joins;
 	const char *contact = NULL;		/* alias of the contact, if any */
 	const char *account = NULL;
@@ -94,7 +95,7 @@ ccrm_template_tags(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *source = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	ActivityContext *ac = ActivityContextBuild(CcrmEntityLookup(text_to_cstring(PG_GETARG_TEXT_PP(1)), false));
+	CcrmActivityContext *ac = CcrmActivityContextBuild(CcrmEntityLookup(text_to_cstring(PG_GETARG_TEXT_PP(1)), false));
 	CcrmTemplate *tpl = CcrmTemplateParse(ac->tpl, source, false, "template");
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -126,7 +127,7 @@ ccrm_template_tags(PG_FUNCTION_ARGS)
  * SPI_finish, so a caller that uses them after it passes its own context).
  */
 void
-ActivityFetchSlots(ActivityContext *ac, int group, const char *from, Oid argtype, Datum arg,
+CcrmActivityFetchSlots(CcrmActivityContext *ac, int group, const char *from, Oid argtype, Datum arg,
 			char **values, MemoryContext cxt)
 {
 	StringInfoData sql;
@@ -167,7 +168,7 @@ Datum
 ccrm_render_template(PG_FUNCTION_ARGS)
 {
 	MemoryContext caller;
-	ActivityContext *ac;
+	CcrmActivityContext *ac;
 	CcrmTemplate *tpl;
 	char	  **values;
 	StringInfoData out;
@@ -179,7 +180,7 @@ ccrm_render_template(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("template, entity, record_id and html must not be null")));
 	ent = CcrmEntityLookup(text_to_cstring(PG_GETARG_TEXT_PP(1)), false);
-	ac = ActivityContextBuild(ent);
+	ac = CcrmActivityContextBuild(ent);
 	tpl = CcrmTemplateParse(ac->tpl, text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_BOOL(5), "template");
 	values = palloc0(sizeof(char *) * (list_length(ac->tpl->slots) + 1));
 	caller = CurrentMemoryContext;
@@ -199,12 +200,12 @@ ccrm_render_template(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_NO_DATA_FOUND),
 					 errmsg("%s " INT64_FORMAT " does not exist", ent->name, PG_GETARG_INT64(2))));
-		ActivityFetchSlots(ac, ACTIVITY_SRC_ROW, from, argtype, arg, values, caller);
+		CcrmActivityFetchSlots(ac, ACTIVITY_SRC_ROW, from, argtype, arg, values, caller);
 		if (!PG_ARGISNULL(3))
-			ActivityFetchSlots(ac, ACTIVITY_SRC_USER, "ccrm.crm_user u WHERE u.id OPERATOR(pg_catalog.=) $1",
+			CcrmActivityFetchSlots(ac, ACTIVITY_SRC_USER, "ccrm.crm_user u WHERE u.id OPERATOR(pg_catalog.=) $1",
 						INT8OID, PG_GETARG_DATUM(3), values, caller);
 		if (!PG_ARGISNULL(4))
-			ActivityFetchSlots(ac, ACTIVITY_SRC_GROUP, "ccrm.target_group g WHERE g.name OPERATOR(pg_catalog.=) $1",
+			CcrmActivityFetchSlots(ac, ACTIVITY_SRC_GROUP, "ccrm.target_group g WHERE g.name OPERATOR(pg_catalog.=) $1",
 						TEXTOID, PG_GETARG_DATUM(4), values, caller);
 	}
 	CcrmPopSearchPath(nestlevel);

@@ -20,7 +20,7 @@
 #define ACTIVITY_SRC_USER	1	/* the assignee (alias u over ccrm.crm_user) */
 #define ACTIVITY_SRC_GROUP	2	/* the group (alias g over ccrm.target_group) */
 
-typedef struct ActivityContext
+typedef struct CcrmActivityContext
 {
 	CcrmTemplateContext *tpl;
 	CcrmEntity *entity;			/* the group's entity, alias e */
@@ -31,10 +31,10 @@ typedef struct ActivityContext
 	char	   *lead_id;
 	char	   *contact_owner;
 	char	   *account_owner;
-} ActivityContext;
+} CcrmActivityContext;
 
-extern ActivityContext *ActivityContextBuild(CcrmEntity *ent);
-extern void ActivityFetchSlots(ActivityContext *ac, int group, const char *from,
+extern CcrmActivityContext *CcrmActivityContextBuild(CcrmEntity *ent);
+extern void CcrmActivityFetchSlots(CcrmActivityContext *ac, int group, const char *from,
 							   Oid argtype, Datum arg, char **values, MemoryContext cxt);
 
 #endif							/* CCRM_ACTIVITY_CONTEXT_H */

@@ -27,6 +27,8 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "guc_level.h"
+#include "privilege.h"
 #include "spi_debug.h"
 #include "activity_context.h"
 #include "setting.h"
@@ -206,10 +208,10 @@ plan_rules(const ActivityPlan *p, CcrmSlotRules *rules)
 }
 
 /* Everything a plan must satisfy to be saved; also rechecked at each run. */
-static ActivityContext *
+static CcrmActivityContext *
 check_plan(ActivityPlan *p, CcrmTemplate **subject, CcrmTemplate **description)
 {
-	ActivityContext *ac = ActivityContextBuild(CcrmEntityLookup(p->entity, false));
+	CcrmActivityContext *ac = CcrmActivityContextBuild(CcrmEntityLookup(p->entity, false));
 	bool		has_users = p->user_ids && ArrayGetNItems(ARR_NDIM(p->user_ids), ARR_DIMS(p->user_ids)) > 0;
 
 	if (strspn(p->kind, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(p->kind) ||
@@ -380,7 +382,7 @@ typedef struct RunUser
 typedef struct Run
 {
 	ActivityPlan plan;
-	ActivityContext *ac;
+	CcrmActivityContext *ac;
 	CcrmTemplate *subject;
 	CcrmTemplate *description;
 	DateADT		day;
@@ -696,7 +698,7 @@ prepare_insert(Run *run)
 static char *
 member_query(Run *run, int *first_slot_col)
 {
-	ActivityContext *ac = run->ac;
+	CcrmActivityContext *ac = run->ac;
 	const char *owner = strcmp(run->plan.assign_type, "contact_owner") == 0 ? ac->contact_owner
 		: strcmp(run->plan.assign_type, "account_owner") == 0 ? ac->account_owner : NULL;
 	StringInfoData sql;
@@ -921,7 +923,7 @@ ccrm_create_activities(PG_FUNCTION_ARGS)
 	run->run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &nulls[0]));
 
 	run->group_values = palloc0(sizeof(char *) * Max(list_length(run->ac->tpl->slots), 1));
-	ActivityFetchSlots(run->ac, ACTIVITY_SRC_GROUP, "ccrm.target_group g WHERE g.id OPERATOR(pg_catalog.=) $1",
+	CcrmActivityFetchSlots(run->ac, ACTIVITY_SRC_GROUP, "ccrm.target_group g WHERE g.id OPERATOR(pg_catalog.=) $1",
 					   INT8OID, Int64GetDatum(run->plan.group_id), run->group_values, CurrentMemoryContext);
 	load_users(run);
 	run->responsible = run->plan.responsible ? find_user(run, run->plan.responsible) : NULL;

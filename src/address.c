@@ -84,7 +84,7 @@ find_country(const char *iso)
 {
 	if (iso == NULL || strlen(iso) != 2)
 		return NULL;
-	for (int i = 0; i < lengthof(countries); i++)
+	for (size_t i = 0; i < lengthof(countries); i++)
 		if (pg_toupper((unsigned char) iso[0]) == countries[i].iso[0] &&
 			pg_toupper((unsigned char) iso[1]) == countries[i].iso[1])
 			return &countries[i];

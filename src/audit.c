@@ -23,6 +23,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "guc_level.h"
 #include "spi_debug.h"
 #include "action_run.h"
 

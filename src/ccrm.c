@@ -8,6 +8,8 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "privilege.h"
+#include "action_run.h"
 #include "delivery.h"
 #include "messaging.h"
 #include "run_as_owner.h"

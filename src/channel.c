@@ -19,6 +19,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "execute_as_owner.h"
 #include "spi_debug.h"
 #include "messaging.h"
 

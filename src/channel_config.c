@@ -21,6 +21,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "privilege.h"
 #include "spi_debug.h"
 #include "delivery.h"
 

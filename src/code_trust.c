@@ -317,7 +317,7 @@ type_problem(Oid typid, Oid runner, bool constraints, int depth)
 	if (owner == BOOTSTRAP_SUPERUSERID && typid < FirstNormalObjectId)
 		return NULL;
 
-	for (int i = 0; i < lengthof(funcs); i++)
+	for (size_t i = 0; i < lengthof(funcs); i++)
 	{
 		if (OidIsValid(funcs[i]) && (problem = CcrmFunctionCodeProblem(funcs[i], runner)) != NULL)
 			return psprintf("%s (the %s of type %s)", problem, func_roles[i], format_type_be(typid));

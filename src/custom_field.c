@@ -24,8 +24,11 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "quote.h"
+#include "privilege.h"
 #include "spi_debug.h"
 #include "entity.h"
+#include "type_input.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -54,21 +57,6 @@ typedef struct FieldDefs
 	char	  **names;
 	Oid		   *types;
 } FieldDefs;
-
-typedef struct ValueContext
-{
-	const char *entity;
-	const char *field;
-	const char *type;
-} ValueContext;
-
-static void
-value_error_callback(void *arg)
-{
-	ValueContext *vc = arg;
-
-	errcontext("custom field \"%s\" (%s) of %s", vc->field, vc->type, vc->entity);
-}
 
 static const char *
 custom_type_name(Oid typid)
@@ -100,8 +88,7 @@ canonical_value(const char *entity, const char *field, Oid typid,
 				const JsonbValue *in, JsonbValue *out)
 {
 	char	   *str;
-	ErrorContextCallback errcb;
-	ValueContext vc = {entity, field, custom_type_name(typid)};
+	char	   *where;
 
 	switch (in->type)
 	{
@@ -122,14 +109,10 @@ canonical_value(const char *entity, const char *field, Oid typid,
 			ereport(ERROR,
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("custom field \"%s\" of %s takes a single %s value, not a JSON array or object",
-							field, entity, vc.type)));
+							field, entity, custom_type_name(typid))));
 	}
 
-	errcb.callback = value_error_callback;
-	errcb.arg = &vc;
-	errcb.previous = error_context_stack;
-	error_context_stack = &errcb;
-
+	where = psprintf("custom field \"%s\" (%s) of %s", field, custom_type_name(typid), entity);
 	switch (typid)
 	{
 		case TEXTOID:
@@ -139,7 +122,7 @@ canonical_value(const char *entity, const char *field, Oid typid,
 			break;
 		case INT8OID:
 			{
-				Datum		i = DirectFunctionCall1(int8in, CStringGetDatum(str));
+				Datum		i = CcrmTypeInput(INT8OID, -1, str, where, NULL);
 
 				out->type = jbvNumeric;
 				out->val.numeric = DatumGetNumeric(DirectFunctionCall1(int8_numeric, i));
@@ -147,9 +130,7 @@ canonical_value(const char *entity, const char *field, Oid typid,
 			}
 		case NUMERICOID:
 			{
-				Numeric		n = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(str),
-																	ObjectIdGetDatum(InvalidOid),
-																	Int32GetDatum(-1)));
+				Numeric		n = DatumGetNumeric(CcrmTypeInput(NUMERICOID, -1, str, where, NULL));
 
 				if (numeric_is_nan(n) || numeric_is_inf(n))
 					ereport(ERROR,
@@ -162,15 +143,12 @@ canonical_value(const char *entity, const char *field, Oid typid,
 			}
 		case BOOLOID:
 			out->type = jbvBool;
-			out->val.boolean = DatumGetBool(DirectFunctionCall1(boolin, CStringGetDatum(str)));
+			out->val.boolean = DatumGetBool(CcrmTypeInput(BOOLOID, -1, str, where, NULL));
 			break;
 		case DATEOID:
 		case TIMESTAMPTZOID:
 			{
-				Datum		d = typid == DATEOID
-					? DirectFunctionCall1(date_in, CStringGetDatum(str))
-					: DirectFunctionCall3(timestamptz_in, CStringGetDatum(str),
-										  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+				Datum		d = CcrmTypeInput(typid, -1, str, where, NULL);
 				char	   *iso = JsonEncodeDateTime(NULL, d, typid, NULL);
 
 				out->type = jbvString;
@@ -181,8 +159,6 @@ canonical_value(const char *entity, const char *field, Oid typid,
 		default:
 			elog(ERROR, "unexpected custom field type %u", typid);
 	}
-	error_context_stack = errcb.previous;
-
 	if (out->type != in->type)
 		return true;
 	if (out->type == jbvString)

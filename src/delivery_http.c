@@ -80,26 +80,16 @@ CcrmSmsBody(StringInfo out, const char **content_type, CcrmSmsFormat format, con
 }
 
 /*
- * The provider's id of the message in a JSON answer: the top-level "sid"
- * (Twilio), "id" or "message_id", a string or a number.  An answer that is
- * not a JSON object has none; that is not an error, the post was accepted.
+ * A JSON text as jsonb, or NULL when it does not parse.  jsonb_in only
+ * parses (it takes no lock, buffer or other resource), so its error can be
+ * caught and dropped without a subtransaction.
  */
-char *
-CcrmSmsProviderId(const char *response, size_t len)
+static Jsonb *
+parse_json_or_null(char *text)
 {
-	static const char *const keys[] = {"sid", "id", "message_id"};
 	MemoryContext cxt = CurrentMemoryContext;
-	char	   *text;
-	Jsonb	   *jb = NULL;
-	char	   *result = NULL;
+	Jsonb	   *volatile jb = NULL;
 
-	if (response == NULL || len == 0 || len > 1024 * 1024)
-		return NULL;
-	text = pnstrdup(response, len);
-	while (*text == ' ' || *text == '\t' || *text == '\r' || *text == '\n')
-		text++;
-	if (*text != '{')
-		return NULL;
 	PG_TRY();
 	{
 		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
@@ -111,9 +101,33 @@ CcrmSmsProviderId(const char *response, size_t len)
 		jb = NULL;
 	}
 	PG_END_TRY();
+	return jb;
+}
+
+/*
+ * The provider's id of the message in a JSON answer: the top-level "sid"
+ * (Twilio), "id" or "message_id", a string or a number.  An answer that is
+ * not a JSON object has none; that is not an error, the post was accepted.
+ */
+char *
+CcrmSmsProviderId(const char *response, size_t len)
+{
+	static const char *const keys[] = {"sid", "id", "message_id"};
+	char	   *text;
+	Jsonb	   *jb;
+	char	   *result = NULL;
+
+	if (response == NULL || len == 0 || len > 1024 * 1024)
+		return NULL;
+	text = pnstrdup(response, len);
+	while (*text == ' ' || *text == '\t' || *text == '\r' || *text == '\n')
+		text++;
+	if (*text != '{')
+		return NULL;
+	jb = parse_json_or_null(text);
 	if (jb == NULL || !JB_ROOT_IS_OBJECT(jb))
 		return NULL;
-	for (int i = 0; i < lengthof(keys) && result == NULL; i++)
+	for (size_t i = 0; i < lengthof(keys) && result == NULL; i++)
 	{
 		JsonbValue	k;
 		JsonbValue *v;

@@ -245,7 +245,7 @@ shmem_startup(void)
 }
 
 static void
-xact_callback(XactEvent event, void *arg)
+xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	if (event == XACT_EVENT_COMMIT && wake_at_commit && shared != NULL)
 	{
@@ -327,7 +327,8 @@ CcrmDeliveryInit(void)
 /* libcurl glue: sockets in our epoll set, the timer as a deadline */
 
 static int
-socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+socket_cb(CURL *easy pg_attribute_unused(), curl_socket_t s, int what,
+		  void *userp pg_attribute_unused(), void *socketp pg_attribute_unused())
 {
 	struct epoll_event ev;
 
@@ -345,7 +346,7 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 }
 
 static int
-timer_cb(CURLM *m, long timeout_ms, void *userp)
+timer_cb(CURLM *m pg_attribute_unused(), long timeout_ms, void *userp pg_attribute_unused())
 {
 	curl_deadline = timeout_ms < 0 ? 0 :
 		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
@@ -1102,7 +1103,7 @@ static bool
 delivery_pass(void)
 {
 	MemoryContext old = CurrentMemoryContext;
-	bool		ok = true;
+	volatile bool ok = true;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -1225,7 +1226,7 @@ delivery_pass(void)
 /* ---------------------------------------------------------------------- */
 
 static void
-delivery_detach(int code, Datum arg)
+delivery_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
 	if (shared == NULL)
 		return;

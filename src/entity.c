@@ -21,6 +21,8 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "tuple_util.h"
+#include "quote.h"
 #include "spi_debug.h"
 #include "entity.h"
 
@@ -66,14 +68,6 @@ CcrmCustomTypeOid(const char *type)
 	return InvalidOid;
 }
 
-static char *
-spi_getcstring(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
-{
-	char	   *val = SPI_getvalue(tup, desc, col);
-
-	return val ? MemoryContextStrdup(cxt, val) : NULL;
-}
-
 /* Column fields of a relation in attnum order, skipping attrs. */
 static List *
 column_fields(CcrmEntity *ent)
@@ -102,7 +96,7 @@ column_fields(CcrmEntity *ent)
 			strcmp(f->name, ent->key_column) == 0;
 		if (ent->builtin)
 		{
-			for (int j = 0; j < lengthof(maintained_columns); j++)
+			for (size_t j = 0; j < lengthof(maintained_columns); j++)
 				if (strcmp(f->name, maintained_columns[j]) == 0)
 					f->readonly = true;
 		}
@@ -141,11 +135,11 @@ CcrmEntityLookup(const char *name, bool missing_ok)
 		ent = MemoryContextAllocZero(cxt, sizeof(CcrmEntity));
 		ent->name = MemoryContextStrdup(cxt, name);
 		ent->relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
-		ent->key_column = spi_getcstring(tup, desc, 2, cxt);
-		ent->contact_column = spi_getcstring(tup, desc, 3, cxt);
-		ent->account_column = spi_getcstring(tup, desc, 4, cxt);
-		ent->owner_column = spi_getcstring(tup, desc, 5, cxt);
-		ent->created_column = spi_getcstring(tup, desc, 6, cxt);
+		ent->key_column = CcrmColumnCString(tup, desc, 2, cxt);
+		ent->contact_column = CcrmColumnCString(tup, desc, 3, cxt);
+		ent->account_column = CcrmColumnCString(tup, desc, 4, cxt);
+		ent->owner_column = CcrmColumnCString(tup, desc, 5, cxt);
+		ent->created_column = CcrmColumnCString(tup, desc, 6, cxt);
 		ent->builtin = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
 	}
 	SPI_finish();
@@ -183,8 +177,8 @@ CcrmEntityLookup(const char *name, bool missing_ok)
 			MemoryContext old = MemoryContextSwitchTo(cxt);
 			CcrmField  *f = palloc0(sizeof(CcrmField));
 
-			f->name = spi_getcstring(tup, desc, 1, cxt);
-			f->custom_type = spi_getcstring(tup, desc, 2, cxt);
+			f->name = CcrmColumnCString(tup, desc, 1, cxt);
+			f->custom_type = CcrmColumnCString(tup, desc, 2, cxt);
 			f->is_custom = true;
 			f->attnum = attrs_attnum;
 			f->typid = CcrmCustomTypeOid(f->custom_type);
@@ -228,7 +222,7 @@ CcrmEntityNames(void)
 	{
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 
-		names = lappend(names, spi_getcstring(SPI_tuptable->vals[i],
+		names = lappend(names, CcrmColumnCString(SPI_tuptable->vals[i],
 											  SPI_tuptable->tupdesc, 1, cxt));
 		MemoryContextSwitchTo(old);
 	}
@@ -287,7 +281,7 @@ CcrmReportUnknownField(const CcrmEntity *ent, const char *field, const char *whe
  * field: a quoted column reference, or the attrs value cast to its type.
  */
 char *
-CcrmFieldSql(const CcrmEntity *ent, const CcrmField *field, const char *alias)
+CcrmFieldSql(const CcrmField *field, const char *alias)
 {
 	if (!field->is_custom)
 		return psprintf("%s.%s", quote_identifier(alias), quote_identifier(field->name));

@@ -52,7 +52,7 @@ extern CcrmEntity *CcrmEntityForRelation(const char *name, Oid relid, const char
 extern List *CcrmEntityNames(void);
 extern const CcrmField *CcrmFieldLookup(const CcrmEntity *ent, const char *field);
 extern List *CcrmFieldNames(const CcrmEntity *ent);
-extern char *CcrmFieldSql(const CcrmEntity *ent, const CcrmField *field, const char *alias);
+extern char *CcrmFieldSql(const CcrmField *field, const char *alias);
 extern CcrmEntity *CcrmEntityLink(const CcrmEntity *ent, const char *link,
 								  const char **fk_column);
 extern List *CcrmEntityLinkNames(const CcrmEntity *ent);

@@ -39,10 +39,15 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "quote.h"
+#include "guc_level.h"
+#include "json_util.h"
 #include "code_trust.h"
 #include "spi_debug.h"
 #include "filter.h"
 #include "setting.h"
+#include "target_group.h"
+#include "type_input.h"
 
 #include "access/htup_details.h"
 #include "access/stratnum.h"
@@ -159,7 +164,7 @@ op_names(void)
 {
 	List	   *names = NIL;
 
-	for (int i = 0; i < lengthof(ops); i++)
+	for (size_t i = 0; i < lengthof(ops); i++)
 		names = lappend(names, (char *) ops[i].name);
 	return CcrmJoinNames(names);
 }
@@ -259,47 +264,15 @@ type_operator(Oid typid, FilterOp op)
 }
 
 /*
- * Convert a value with the type's input function; on failure, re-raise the
- * input function's error with the filter path in front.  The conversion
- * runs in a subtransaction so that any input function can fail safely.
+ * Convert a value with the type's input function (CcrmTypeInput); an error
+ * keeps the input function's SQLSTATE and names the filter path.
  */
 static Datum
 convert_value(const char *text, Oid typid, const char *path)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	Oid			infunc;
-	Oid			ioparam;
-	Datum		result = (Datum) 0;
-
-	getTypeInputInfo(typid, &infunc, &ioparam);
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		result = OidInputFunctionCall(infunc, (char *) text, ioparam, -1);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		ereport(ERROR,
-				(errcode(edata->sqlerrcode),
-				 errmsg("invalid filter at %s: %s", path, edata->message),
-				 errhint("Write the value as %s accepts it; dates and times in ISO 8601, e.g. 2024-05-31 or 2024-05-31 14:00+03.",
-						 format_type_be(typid))));
-	}
-	PG_END_TRY();
-	return result;
+	return CcrmTypeInput(typid, -1, text, psprintf("invalid filter at %s", path),
+						 psprintf("Write the value as %s accepts it; dates and times in ISO 8601, e.g. 2024-05-31 or 2024-05-31 14:00+03.",
+								  format_type_be(typid)));
 }
 
 /*
@@ -366,7 +339,7 @@ like_pattern(const char *text, FilterOp op)
 static const OpInfo *
 lookup_op(const char *name)
 {
-	for (int i = 0; i < lengthof(ops); i++)
+	for (size_t i = 0; i < lengthof(ops); i++)
 		if (strcmp(ops[i].name, name) == 0)
 			return &ops[i];
 	return NULL;
@@ -402,7 +375,7 @@ ops_for_type(Oid typid)
 {
 	List	   *names = NIL;
 
-	for (int i = 0; i < lengthof(ops); i++)
+	for (size_t i = 0; i < lengthof(ops); i++)
 		if (type_fits(&ops[i], typid))
 			names = lappend(names, (char *) ops[i].name);
 	return CcrmJoinNames(names);
@@ -703,7 +676,7 @@ compile_field(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, const c
 	check_value_shape(op, value, vpath, here);
 	check_field_code(f->typid, op, field, fpath);
 
-	expr = CcrmFieldSql(cur, f, cur_alias);
+	expr = CcrmFieldSql(f, cur_alias);
 	if (nlinks == 0)
 	{
 		if (op->negated)
@@ -780,12 +753,8 @@ compile_in_group(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, cons
 	}
 	else
 	{
-		char	   *names = NULL;
+		char	   *names = CcrmExistingGroupNames();
 
-		if (SPI_execute("SELECT pg_catalog.string_agg(pg_catalog.quote_literal(name), ', ' ORDER BY name)"
-						"  FROM (SELECT name FROM ccrm.target_group ORDER BY name LIMIT 30) g",
-						true, 1) == SPI_OK_SELECT && SPI_processed == 1)
-			names = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		names = names ? MemoryContextStrdup(cxt, names) : NULL;
 		SPI_finish();
 		filter_error(ERRCODE_UNDEFINED_OBJECT, gpath,
@@ -982,7 +951,7 @@ compile_node(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, const ch
 		if (tok != WJB_KEY)
 			continue;
 		key = jsonb_string(&k);
-		for (int i = 0; i < lengthof(forms); i++)
+		for (size_t i = 0; i < lengthof(forms); i++)
 			if (strcmp(key, forms[i]) == 0)
 			{
 				if (form != NULL)

@@ -56,6 +56,10 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "quote.h"
+#include "guc_level.h"
+#include "json_util.h"
+#include "privilege.h"
 #include "spi_debug.h"
 #include "action_run.h"
 #include "code_trust.h"

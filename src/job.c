@@ -22,6 +22,9 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "tuple_util.h"
+#include "json_util.h"
+#include "execute_as_owner.h"
 #include "spi_debug.h"
 #include "job.h"
 #include "privilege.h"
@@ -68,21 +71,6 @@ get_text_attr(HeapTuple tup, TupleDesc desc, const char *name)
 	Datum		d = get_attr(tup, desc, name, &isnull);
 
 	return isnull ? NULL : TextDatumGetCString(d);
-}
-
-static bool
-attr_changed(HeapTuple newtup, HeapTuple oldtup, TupleDesc desc, const char *name)
-{
-	int			attno = SPI_fnumber(desc, name);
-	Form_pg_attribute att = TupleDescAttr(desc, attno - 1);
-	bool		n1,
-				n2;
-	Datum		d1 = heap_getattr(newtup, attno, desc, &n1);
-	Datum		d2 = heap_getattr(oldtup, attno, desc, &n2);
-
-	if (n1 || n2)
-		return n1 != n2;
-	return !datumIsEqual(d1, d2, att->attbyval, att->attlen);
 }
 
 /* The zone a job's schedule is read in: its own or the setting. */
@@ -331,20 +319,20 @@ ccrm_job_trigger(PG_FUNCTION_ARGS)
 	owner = DatumGetObjectId(get_attr(newtup, desc, "owner", &isnull));
 	if (isnull)
 		return PointerGetDatum(newtup);	/* NOT NULL reports it */
-	owner_changed = is_insert || attr_changed(newtup, oldtup, desc, "owner");
+	owner_changed = is_insert || CcrmColumnChanged(newtup, oldtup, desc, "owner");
 	CcrmCheckOwner(owner, is_insert, owner_changed, "job", name);
 	if (CcrmRestoring())
 		return PointerGetDatum(newtup);
 
 	defn_changed = is_insert ||
-		attr_changed(newtup, oldtup, desc, "kind") ||
-		attr_changed(newtup, oldtup, desc, "group_id") ||
-		attr_changed(newtup, oldtup, desc, "params");
+		CcrmColumnChanged(newtup, oldtup, desc, "kind") ||
+		CcrmColumnChanged(newtup, oldtup, desc, "group_id") ||
+		CcrmColumnChanged(newtup, oldtup, desc, "params");
 	timing_changed = is_insert ||
-		attr_changed(newtup, oldtup, desc, "schedule") ||
-		attr_changed(newtup, oldtup, desc, "time_zone") ||
-		attr_changed(newtup, oldtup, desc, "active") ||
-		attr_changed(newtup, oldtup, desc, "after_job");
+		CcrmColumnChanged(newtup, oldtup, desc, "schedule") ||
+		CcrmColumnChanged(newtup, oldtup, desc, "time_zone") ||
+		CcrmColumnChanged(newtup, oldtup, desc, "active") ||
+		CcrmColumnChanged(newtup, oldtup, desc, "after_job");
 
 	kind = get_text_attr(newtup, desc, "kind");
 	schedule = get_text_attr(newtup, desc, "schedule");
@@ -442,11 +430,11 @@ ccrm_job_trigger(PG_FUNCTION_ARGS)
 	}
 
 	/* someone moved the next run by hand: the scheduler looks again */
-	if (!timing_changed && attr_changed(newtup, oldtup, desc, "next_run"))
+	if (!timing_changed && CcrmColumnChanged(newtup, oldtup, desc, "next_run"))
 		CcrmSchedulerWakeAtCommit();
 
-	if (!is_insert && (defn_changed || timing_changed || attr_changed(newtup, oldtup, desc, "name") ||
-					   attr_changed(newtup, oldtup, desc, "owner")))
+	if (!is_insert && (defn_changed || timing_changed || CcrmColumnChanged(newtup, oldtup, desc, "name") ||
+					   CcrmColumnChanged(newtup, oldtup, desc, "owner")))
 	{
 		cols[ncols] = SPI_fnumber(desc, "updated_at");
 		vals[ncols++] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());

@@ -26,6 +26,8 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "tuple_util.h"
+#include "execute_as_owner.h"
 #include "spi_debug.h"
 #include "job.h"
 #include "privilege.h"
@@ -151,14 +153,6 @@ commit_step(CcrmRunMode *mode)
 	}
 }
 
-static char *
-col_text(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
-{
-	char	   *v = SPI_getvalue(tup, desc, col);
-
-	return v ? MemoryContextStrdup(cxt, v) : NULL;
-}
-
 /* Read a job; false when it is gone. */
 static bool
 read_job(int64 job_id, JobRow *job, MemoryContext cxt)
@@ -181,8 +175,8 @@ read_job(int64 job_id, JobRow *job, MemoryContext cxt)
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	job->id = job_id;
-	job->name = col_text(tup, desc, 1, cxt);
-	job->kind = col_text(tup, desc, 2, cxt);
+	job->name = CcrmColumnCString(tup, desc, 1, cxt);
+	job->kind = CcrmColumnCString(tup, desc, 2, cxt);
 	job->group_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &job->group_null));
 	{
 		MemoryContext old = MemoryContextSwitchTo(cxt);
@@ -190,10 +184,10 @@ read_job(int64 job_id, JobRow *job, MemoryContext cxt)
 		job->params = datumCopy(SPI_getbinval(tup, desc, 4, &isnull), false, -1);
 		MemoryContextSwitchTo(old);
 	}
-	job->schedule = col_text(tup, desc, 5, cxt);
-	job->time_zone = col_text(tup, desc, 6, cxt);
-	job->own_time_zone = col_text(tup, desc, 7, cxt);
-	job->owner = col_text(tup, desc, 8, cxt);
+	job->schedule = CcrmColumnCString(tup, desc, 5, cxt);
+	job->time_zone = CcrmColumnCString(tup, desc, 6, cxt);
+	job->own_time_zone = CcrmColumnCString(tup, desc, 7, cxt);
+	job->owner = CcrmColumnCString(tup, desc, 8, cxt);
 	job->after_job = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
 	if (isnull)
 		job->after_job = 0;
@@ -545,7 +539,7 @@ int64
 CcrmRunJob(CcrmRunMode *mode, int64 job_id, TimestampTz slot, CcrmRunTrigger trigger, bool *busy)
 {
 	MemoryContext cxt;
-	int64		run_id = 0;
+	volatile int64 run_id = 0;
 
 	*busy = false;
 	if (!lock_job(mode, job_id, false))

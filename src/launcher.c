@@ -147,7 +147,7 @@ start_worker(Managed *m, Oid dboid)
 }
 
 void
-ccrm_launcher_main(Datum arg)
+ccrm_launcher_main(Datum arg pg_attribute_unused())
 {
 	bool		said_waiting = false;
 
@@ -171,7 +171,7 @@ ccrm_launcher_main(Datum arg)
 			said_waiting = false;
 		}
 
-		for (int i = 0; i < lengthof(managed); i++)
+		for (size_t i = 0; i < lengthof(managed); i++)
 		{
 			Managed    *m = &managed[i];
 

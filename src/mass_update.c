@@ -32,9 +32,13 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "quote.h"
+#include "guc_level.h"
+#include "json_util.h"
 #include "spi_debug.h"
 #include "action_run.h"
 #include "target_group.h"
+#include "type_input.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -52,40 +56,18 @@ PG_FUNCTION_INFO_V1(ccrm_job_check_mass_update);
 static const char *const param_keys[] = {"set", "audit", NULL};
 
 /*
- * A literal converted with the field type's input function; an error
- * keeps its SQLSTATE and names the field.
+ * A literal converted with the field type's input function
+ * (CcrmTypeInput); an error keeps its SQLSTATE and names the field.
  */
 static Datum
 convert_literal(const CcrmEntity *ent, const CcrmField *f, const char *str)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	Oid			typinput;
-	Oid			typioparam;
-	Datum		result = (Datum) 0;
-
-	getTypeInputInfo(f->typid, &typinput, &typioparam);
-	PG_TRY();
-	{
-		result = OidInputFunctionCall(typinput, (char *) str, typioparam,
-									  f->is_custom ? -1 : f->typmod);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		ereport(ERROR,
-				(errcode(edata->sqlerrcode),
-				 errmsg("invalid mass update: value \"%s\" does not fit field \"%s\" of %s: %s",
-						str, f->name, ent->name, edata->message),
-				 errhint("Give a value of type %s%s.", format_type_be(f->typid),
-						 f->typid == DATEOID || f->typid == TIMESTAMPTZOID
-						 ? " in ISO 8601 (2026-01-31), or {\"action\": \"date\"}" : "")));
-	}
-	PG_END_TRY();
-	return result;
+	return CcrmTypeInput(f->typid, f->is_custom ? -1 : f->typmod, str,
+						 psprintf("invalid mass update: value \"%s\" does not fit field \"%s\" of %s",
+								  str, f->name, ent->name),
+						 psprintf("Give a value of type %s%s.", format_type_be(f->typid),
+								  f->typid == DATEOID || f->typid == TIMESTAMPTZOID
+								  ? " in ISO 8601 (2026-01-31), or {\"action\": \"date\"}" : ""));
 }
 
 static char *

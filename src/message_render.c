@@ -30,6 +30,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "guc_level.h"
 #include "spi_debug.h"
 #include "messaging.h"
 
@@ -59,9 +60,9 @@ enum
  * the sender (s, read once).
  */
 CcrmTemplateContext *
-MsgTemplateContext(CcrmEntity *ent, ActivityContext **acp)
+MsgTemplateContext(CcrmEntity *ent, CcrmActivityContext **acp)
 {
-	ActivityContext *ac;
+	CcrmActivityContext *ac;
 	CcrmTemplateContext *ctx;
 	ListCell   *lc;
 
@@ -71,7 +72,7 @@ MsgTemplateContext(CcrmEntity *ent, ActivityContext **acp)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("messages cannot be written for records of %s", ent->name),
 				 errhint("Message templates are for contacts, accounts, leads and registered entities.")));
-	ac = ActivityContextBuild(ent);
+	ac = CcrmActivityContextBuild(ent);
 	ctx = CcrmTemplateContextCreate(psprintf("message templates of %s", ent->name));
 	foreach(lc, ac->tpl->sources)
 	{
@@ -115,7 +116,7 @@ static char *
 record_query(MsgSource *src)
 {
 	CcrmEntity *ent = src->entity;
-	ActivityContext *ac = src->ac;
+	CcrmActivityContext *ac = src->ac;
 	bool		sms = src->medium && strcmp(src->medium, "sms") == 0;
 	const char *contact = strcmp(ent->name, "contact") == 0 ? "e"
 		: (!ent->builtin && ent->contact_column) ? "c" : NULL;
@@ -233,7 +234,7 @@ MsgSourceCreate(CcrmEntity *ent, const char *subject, const char *body, const ch
 	{
 		src->row_sql = record_query(src);
 		if (has_sender)
-			ActivityFetchSlots(src->ac, MSG_SRC_SENDER,
+			CcrmActivityFetchSlots(src->ac, MSG_SRC_SENDER,
 							   "ccrm.crm_user s WHERE s.id OPERATOR(pg_catalog.=) $1",
 							   INT8OID, Int64GetDatum(sender_id), src->sender_values,
 							   GetMemoryChunkContext(src->sender_values));
@@ -362,7 +363,7 @@ keep_row(MsgRow *row, void *arg)
 }
 
 static void
-no_flush(void *arg)
+no_flush(void *arg pg_attribute_unused())
 {
 }
 

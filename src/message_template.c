@@ -25,6 +25,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "tuple_util.h"
 #include "spi_debug.h"
 #include "messaging.h"
 #include "privilege.h"
@@ -45,21 +46,6 @@ static char *
 get_text(HeapTuple tup, TupleDesc desc, const char *column)
 {
 	return SPI_getvalue(tup, desc, SPI_fnumber(desc, column));
-}
-
-static bool
-differs(HeapTuple a, HeapTuple b, TupleDesc desc, const char *column)
-{
-	char	   *x;
-	char	   *y;
-
-	if (b == NULL)
-		return true;
-	x = get_text(a, desc, column);
-	y = get_text(b, desc, column);
-	if (x == NULL || y == NULL)
-		return x != y;
-	return strcmp(x, y) != 0;
 }
 
 static void
@@ -132,7 +118,7 @@ ccrm_message_template_trigger(PG_FUNCTION_ARGS)
 	owner = heap_getattr(row, SPI_fnumber(desc, "owner"), desc, &isnull);
 	if (isnull || name == NULL || kind == NULL)
 		return PointerGetDatum(row);	/* NOT NULL reports it */
-	CcrmCheckOwner(DatumGetObjectId(owner), is_insert, differs(row, old, desc, "owner"),
+	CcrmCheckOwner(DatumGetObjectId(owner), is_insert, CcrmColumnChanged(row, old, desc, "owner"),
 				  "message template", name);
 	sender = heap_getattr(row, SPI_fnumber(desc, "sender_id"), desc, &isnull);
 
@@ -191,7 +177,7 @@ ccrm_message_template_trigger(PG_FUNCTION_ARGS)
 	if (html)
 		(void) CcrmTemplateParse(ctx, html, true, "html_body");
 
-	if (!isnull && (is_insert || differs(row, old, desc, "sender_id") || differs(row, old, desc, "owner")))
+	if (!isnull && (is_insert || CcrmColumnChanged(row, old, desc, "sender_id") || CcrmColumnChanged(row, old, desc, "owner")))
 		CcrmCheckMayActAs(DatumGetInt64(sender), GetUserId(),
 						 psprintf("Message template \"%s\", which sends as its default sender,", name));
 	return PointerGetDatum(row);

@@ -66,15 +66,15 @@ extern const char *AddressCheckEmail(const char *address);
 extern bool AddressIsCountryCode(const char *code);
 
 /* ---- quiet_hours.c ---- */
-typedef struct QuietHours QuietHours;
+typedef struct MsgQuietHours MsgQuietHours;
 
-extern QuietHours *QuietHoursLoad(void);
-extern bool QuietHoursDrop(const QuietHours *qh);
-extern const char *QuietHoursDefaultZone(const QuietHours *qh);
+extern MsgQuietHours *MsgQuietHoursLoad(void);
+extern bool MsgQuietHoursDrop(const MsgQuietHours *qh);
+extern const char *MsgQuietHoursDefaultZone(const MsgQuietHours *qh);
 /* true when t is inside quiet hours: *end is when they end, *why says which */
-extern bool QuietHoursCheck(const QuietHours *qh, TimestampTz t, const char *time_zone,
+extern bool MsgQuietHoursCheck(const MsgQuietHours *qh, TimestampTz t, const char *time_zone,
 							const char *country, TimestampTz *end, char **why);
-extern void QuietHoursCheckSetting(const char *name, const char *value);
+extern void MsgQuietHoursCheckSetting(const char *name, const char *value);
 
 /* ---- message_render.c ---- */
 
@@ -93,7 +93,7 @@ typedef enum MsgRecipient
 typedef struct MsgSource
 {
 	CcrmEntity *entity;
-	ActivityContext *ac;		/* joins and links; ac->tpl is the message context */
+	CcrmActivityContext *ac;		/* joins and links; ac->tpl is the message context */
 	CcrmTemplate *subject;		/* NULL when there is none */
 	CcrmTemplate *body;
 	CcrmTemplate *html;
@@ -130,7 +130,7 @@ typedef struct MsgRow
 typedef void (*MsgRowCallback) (MsgRow *row, void *arg);
 typedef void (*MsgFlushCallback) (void *arg);
 
-extern CcrmTemplateContext *MsgTemplateContext(CcrmEntity *ent, ActivityContext **ac);
+extern CcrmTemplateContext *MsgTemplateContext(CcrmEntity *ent, CcrmActivityContext **ac);
 extern MsgSource *MsgSourceCreate(CcrmEntity *ent, const char *subject, const char *body,
 								  const char *html, bool literal, const char *medium,
 								  MsgRecipient recipient, int64 user_id, bool has_sender,

@@ -47,6 +47,8 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "guc_level.h"
+#include "execute_as_owner.h"
 #include "spi_debug.h"
 #include "messaging.h"
 #include "delivery.h"
@@ -122,7 +124,7 @@ execute_as_owner(SPIPlanPtr plan, const char *sql, int nargs, Oid *types, Datum 
 {
 	Oid			save_user;
 	int			save_sec;
-	int			rc;
+	volatile int rc;
 
 	GetUserIdAndSecContext(&save_user, &save_sec);
 	SetUserIdAndSecContext(CcrmCatalogOwner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
@@ -146,7 +148,7 @@ prepare_as_owner(const char *sql, int nargs, Oid *types)
 {
 	Oid			save_user;
 	int			save_sec;
-	SPIPlanPtr	plan;
+	SPIPlanPtr volatile plan;
 
 	GetUserIdAndSecContext(&save_user, &save_sec);
 	SetUserIdAndSecContext(CcrmCatalogOwner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
@@ -242,7 +244,7 @@ static const Oid enq_types[ENQ_COLS] = {
 typedef struct EnqBatch
 {
 	MsgEnqueue *req;
-	QuietHours *qh;
+	MsgQuietHours *qh;
 	char	   *phone_country;
 	bool		sms;
 	SPIPlanPtr	insert;
@@ -355,9 +357,9 @@ enqueue_row(MsgRow *row, void *arg)
 		TimestampTz end;
 		char	   *why;
 
-		if (QuietHoursCheck(b->qh, available, row->time_zone, country, &end, &why))
+		if (MsgQuietHoursCheck(b->qh, available, row->time_zone, country, &end, &why))
 		{
-			if (QuietHoursDrop(b->qh))
+			if (MsgQuietHoursDrop(b->qh))
 			{
 				status = "dropped";
 				reason = why;
@@ -516,7 +518,7 @@ MsgEnqueueMessages(MsgEnqueue *req, ArrayType *record_ids)
 	b->sms = strcmp(req->channel->medium, "sms") == 0;
 	if (b->sms)
 	{
-		b->qh = QuietHoursLoad();
+		b->qh = MsgQuietHoursLoad();
 		b->phone_country = CcrmSettingGet("phone_country");
 	}
 	b->cap = 64;
@@ -919,7 +921,7 @@ ccrm_claim_messages(PG_FUNCTION_ARGS)
 	Datum		args[8];
 	bool		from_front;
 	int			got = 0;
-	QuietHours *qh = NULL;
+	MsgQuietHours *qh = NULL;
 	Exceptions	suppress = {0},
 				drop = {0},
 				defer = {0},
@@ -967,7 +969,7 @@ ccrm_claim_messages(PG_FUNCTION_ARGS)
 	CcrmSPIConnect();
 	nestlevel = CcrmPushSafeSearchPath();
 	if (sms)
-		qh = QuietHoursLoad();
+		qh = MsgQuietHoursLoad();
 	plan = prepare_as_owner(CLAIM_SQL, 8, types);
 	args[0] = Int32GetDatum(ch->id);
 	args[1] = TimestampTzGetDatum(at);
@@ -1016,10 +1018,10 @@ ccrm_claim_messages(PG_FUNCTION_ARGS)
 			}
 			if (why)
 				add_exception(&suppress, id, why, at);
-			else if (sms && QuietHoursCheck(qh, at, SPI_getvalue(tup, desc, C_TZ),
+			else if (sms && MsgQuietHoursCheck(qh, at, SPI_getvalue(tup, desc, C_TZ),
 											 SPI_getvalue(tup, desc, C_COUNTRY), &end, &quiet))
 			{
-				if (QuietHoursDrop(qh))
+				if (MsgQuietHoursDrop(qh))
 					add_exception(&drop, id, quiet, at);
 				else
 					add_exception(&defer, id, psprintf("deferred: %s", quiet), end);

@@ -31,6 +31,8 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "tuple_util.h"
+#include "execute_as_owner.h"
 #include "spi_debug.h"
 #include "privilege.h"
 
@@ -335,22 +337,6 @@ row_attr(HeapTuple tup, TupleDesc desc, const char *name, bool *isnull)
 	return heap_getattr(tup, attno, desc, isnull);
 }
 
-static bool
-row_attr_changed(HeapTuple newtup, HeapTuple oldtup, TupleDesc desc, const char *name)
-{
-	bool		n1,
-				n2;
-	Datum		d1 = row_attr(newtup, desc, name, &n1);
-	Datum		d2 = row_attr(oldtup, desc, name, &n2);
-
-	if (n1 || n2)
-		return n1 != n2;
-	/* only used on oid and bigint columns */
-	return TupleDescAttr(desc, SPI_fnumber(desc, name) - 1)->atttypid == INT8OID
-		? DatumGetInt64(d1) != DatumGetInt64(d2)
-		: DatumGetObjectId(d1) != DatumGetObjectId(d2);
-}
-
 /* Owner and name of a target group, read past row level security; SPI connected. */
 static bool
 group_owner(int64 group_id, Oid *owner, char **name)
@@ -408,13 +394,13 @@ ccrm_owner_trigger(PG_FUNCTION_ARGS)
 	owner = DatumGetObjectId(row_attr(row, desc, "owner", &isnull));
 	if (isnull)
 		return PointerGetDatum(row);	/* NOT NULL reports it */
-	changed = is_insert || row_attr_changed(row, old, desc, "owner");
+	changed = is_insert || CcrmColumnChanged(row, old, desc, "owner");
 	CcrmCheckOwner(owner, is_insert, changed, what, name);
 	if (CcrmRestoring())
 		return PointerGetDatum(row);
 
 	if (strcmp(table, "activity_plan") == 0 &&
-		(changed || row_attr_changed(row, old, desc, "group_id")))
+		(changed || CcrmColumnChanged(row, old, desc, "group_id")))
 	{
 		Datum		group_id = row_attr(row, desc, "group_id", &isnull);
 		Oid			gowner;
@@ -487,7 +473,7 @@ ccrm_crm_user_role_trigger(PG_FUNCTION_ARGS)
 	is_insert = TRIGGER_FIRED_BY_INSERT(td->tg_event);
 	row = is_insert ? td->tg_trigtuple : td->tg_newtuple;
 	role = row_attr(row, desc, "role", &isnull);
-	if (is_insert ? isnull : !row_attr_changed(row, td->tg_trigtuple, desc, "role"))
+	if (is_insert ? isnull : !CcrmColumnChanged(row, td->tg_trigtuple, desc, "role"))
 		return PointerGetDatum(row);
 	if (!isnull && !role_exists(DatumGetObjectId(role)))
 		ereport(ERROR,

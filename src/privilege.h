@@ -15,7 +15,18 @@
 /*---- GUC variables ----*/
 extern char *ccrm_admin_role;
 
-/* CcrmPrivilegeInit() and CcrmRestoring() are declared in ccrm.h, for every file */
+/* _PG_init: ccrm.admin_role */
+extern void CcrmPrivilegeInit(void);
+
+/*
+ * True while a dump is being restored by someone trusted to restore it:
+ * check_function_bodies off, as pg_dump scripts set it, AND the current
+ * user a superuser or ccrm admin; or session_replication_role = replica,
+ * which only superusers may set.  ccrm's validation triggers then trust
+ * the dumped data, which was checked when written.  Any other role turning
+ * check_function_bodies off still has its rows checked.
+ */
+extern bool CcrmRestoring(void);
 
 /* superuser, or has the privileges of ccrm.admin_role (never inside a run) */
 extern bool CcrmIsAdmin(Oid role);

@@ -17,7 +17,7 @@
  *
  *	  The outbox checks quiet hours when a message is enqueued and again
  *	  when it is claimed, so a retry or a late claim never sends inside
- *	  them.  Settings are read once per call into a QuietHours.
+ *	  them.  Settings are read once per call into a MsgQuietHours.
  *
  *-------------------------------------------------------------------------
  */
@@ -47,7 +47,7 @@ typedef struct CountryWindow
 	Window		window;
 } CountryWindow;
 
-struct QuietHours
+struct MsgQuietHours
 {
 	bool		drop;
 	Window		window;
@@ -147,7 +147,7 @@ report_bad(const char *name, const char *value, const char *why, const char *hin
 
 /* The countries of sms_quiet_hours_by_country; ERROR when malformed. */
 static void
-parse_countries(const char *value, QuietHours *qh)
+parse_countries(const char *value, MsgQuietHours *qh)
 {
 	Jsonb	   *j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(value)));
 	JsonbIterator *it;
@@ -198,7 +198,7 @@ parse_countries(const char *value, QuietHours *qh)
 
 /* Check a messaging setting's value (called by the setting trigger). */
 void
-QuietHoursCheckSetting(const char *name, const char *value)
+MsgQuietHoursCheckSetting(const char *name, const char *value)
 {
 	if (strcmp(name, "sms_quiet_hours") == 0)
 	{
@@ -216,7 +216,7 @@ QuietHoursCheckSetting(const char *name, const char *value)
 	}
 	else if (strcmp(name, "sms_quiet_hours_by_country") == 0)
 	{
-		QuietHours	qh;
+		MsgQuietHours	qh;
 
 		memset(&qh, 0, sizeof(qh));
 		parse_countries(value, &qh);
@@ -229,10 +229,10 @@ QuietHoursCheckSetting(const char *name, const char *value)
 	}
 }
 
-QuietHours *
-QuietHoursLoad(void)
+MsgQuietHours *
+MsgQuietHoursLoad(void)
 {
-	QuietHours *qh = palloc0(sizeof(QuietHours));
+	MsgQuietHours *qh = palloc0(sizeof(MsgQuietHours));
 	const char *why;
 	char	   *value = CcrmSettingGet("sms_quiet_hours");
 
@@ -246,19 +246,19 @@ QuietHoursLoad(void)
 }
 
 bool
-QuietHoursDrop(const QuietHours *qh)
+MsgQuietHoursDrop(const MsgQuietHours *qh)
 {
 	return qh->drop;
 }
 
 const char *
-QuietHoursDefaultZone(const QuietHours *qh)
+MsgQuietHoursDefaultZone(const MsgQuietHours *qh)
 {
 	return qh->default_zone;
 }
 
 bool
-QuietHoursCheck(const QuietHours *qh, TimestampTz t, const char *time_zone, const char *country,
+MsgQuietHoursCheck(const MsgQuietHours *qh, TimestampTz t, const char *time_zone, const char *country,
 				TimestampTz *end, char **why)
 {
 	const Window *w = &qh->window;
@@ -323,7 +323,7 @@ QuietHoursCheck(const QuietHours *qh, TimestampTz t, const char *time_zone, cons
 Datum
 ccrm_quiet_hours_end(PG_FUNCTION_ARGS)
 {
-	QuietHours *qh;
+	MsgQuietHours *qh;
 	TimestampTz end;
 	char	   *zone = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char	   *country = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
@@ -337,8 +337,8 @@ ccrm_quiet_hours_end(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("\"%s\" is not a known ISO 3166 country code", country),
 				 errhint("Use two letters such as US or RO.")));
-	qh = QuietHoursLoad();
-	if (!QuietHoursCheck(qh, PG_GETARG_TIMESTAMPTZ(0), zone, country, &end, NULL))
+	qh = MsgQuietHoursLoad();
+	if (!MsgQuietHoursCheck(qh, PG_GETARG_TIMESTAMPTZ(0), zone, country, &end, NULL))
 		PG_RETURN_NULL();
 	PG_RETURN_TIMESTAMPTZ(end);
 }

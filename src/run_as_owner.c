@@ -41,6 +41,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "execute_as_owner.h"
 #include "run_as_owner.h"
 
 #include "access/genam.h"
@@ -112,7 +113,7 @@ confined_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 }
 
 static void
-confine_xact_callback(XactEvent event, void *arg)
+confine_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	switch (event)
 	{

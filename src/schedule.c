@@ -247,7 +247,7 @@ CcrmScheduleParse(const char *spec, CcrmSchedule *out)
 		while (*rest && isspace((unsigned char) *rest))
 			rest++;
 		*t = '\0';
-		for (int i = 0; i < lengthof(macros); i++)
+		for (size_t i = 0; i < lengthof(macros); i++)
 			if (strcmp(s, macros[i].macro) == 0)
 			{
 				s = pstrdup(macros[i].cron);

@@ -125,7 +125,7 @@ shmem_startup(void)
 }
 
 static void
-xact_callback(XactEvent event, void *arg)
+xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	if (event == XACT_EVENT_COMMIT && wake_at_commit && shared != NULL)
 	{
@@ -410,7 +410,7 @@ scheduler_pass(bool *first)
 }
 
 static void
-scheduler_detach(int code, Datum arg)
+scheduler_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
 	if (shared == NULL)
 		return;
@@ -489,7 +489,7 @@ ccrm_scheduler_main(Datum arg)
  * A dynamic worker: run one job's due slot, then exit.
  */
 void
-ccrm_job_worker_main(Datum arg)
+ccrm_job_worker_main(Datum arg pg_attribute_unused())
 {
 	JobWorkerArgs args;
 	CcrmRunMode mode = {false, true};

@@ -15,9 +15,11 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "privilege.h"
 #include "spi_debug.h"
 #include "setting.h"
 #include "messaging.h"
+#include "type_input.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
@@ -64,14 +66,11 @@ ccrm_is_time_zone(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(CcrmTimeZone(name, true) != NULL);
 }
 
+/* A setting's text as its type (CcrmTypeInput); an error names the setting. */
 static Datum
-input_value(const char *value, Oid typid)
+input_value(const char *name, const char *value, Oid typid)
 {
-	Oid			infunc;
-	Oid			ioparam;
-
-	getTypeInputInfo(typid, &infunc, &ioparam);
-	return OidInputFunctionCall(infunc, (char *) value, ioparam, -1);
+	return CcrmTypeInput(typid, -1, value, psprintf("setting \"%s\"", name), NULL);
 }
 
 static char *
@@ -117,7 +116,7 @@ CcrmSettingGet(const char *name)
 Datum
 CcrmSettingValue(const char *name, Oid typid)
 {
-	return input_value(CcrmSettingGet(name), typid);
+	return input_value(name, CcrmSettingGet(name), typid);
 }
 
 pg_tz *
@@ -130,7 +129,7 @@ CcrmSettingTimeZone(void)
 int
 CcrmSettingWorkingDays(void)
 {
-	ArrayType  *arr = DatumGetArrayTypeP(input_value(CcrmSettingGet("working_days"),
+	ArrayType  *arr = DatumGetArrayTypeP(input_value("working_days", CcrmSettingGet("working_days"),
 													 INT2ARRAYOID));
 	Datum	   *elems;
 	bool	   *nulls;
@@ -196,7 +195,7 @@ check_day_window(const char *name, TimeADT value)
 {
 	bool		is_start = strcmp(name, "earliest_start") == 0;
 	const char *other = is_start ? "latest_end" : "earliest_start";
-	TimeADT		other_value = DatumGetTimeADT(input_value(CcrmSettingGet(other), TIMEOID));
+	TimeADT		other_value = DatumGetTimeADT(input_value(other, CcrmSettingGet(other), TIMEOID));
 	TimeADT		start = is_start ? value : other_value;
 	TimeADT		end = is_start ? other_value : value;
 
@@ -256,7 +255,7 @@ ccrm_setting_trigger(PG_FUNCTION_ARGS)
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
-	d = input_value(value, typid);
+	d = input_value(name, value, typid);
 	if (strcmp(name, "time_zone") == 0)
 		(void) CcrmTimeZone(value, false);
 	else if (strcmp(name, "working_days") == 0)
@@ -277,7 +276,7 @@ ccrm_setting_trigger(PG_FUNCTION_ARGS)
 	else if (strcmp(name, "earliest_start") == 0 || strcmp(name, "latest_end") == 0)
 		check_day_window(name, DatumGetTimeADT(d));
 	else
-		QuietHoursCheckSetting(name, value);	/* messaging settings (quiet_hours.c) */
+		MsgQuietHoursCheckSetting(name, value);	/* messaging settings (quiet_hours.c) */
 
 	error_context_stack = errcb.previous;
 	return PointerGetDatum(tuple);

@@ -62,10 +62,10 @@ gsm_septets(pg_wchar c)
 {
 	if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))
 		return 1;
-	for (int i = 0; i < lengthof(gsm_basic); i++)
+	for (size_t i = 0; i < lengthof(gsm_basic); i++)
 		if (gsm_basic[i] == c)
 			return 1;
-	for (int i = 0; i < lengthof(gsm_extension); i++)
+	for (size_t i = 0; i < lengthof(gsm_extension); i++)
 		if (gsm_extension[i] == c)
 			return 2;
 	return 0;

@@ -262,7 +262,7 @@ poison_stats(MemoryContext context, MemoryStatsPrintFunc printfunc, void *passth
  * no check member and it never calls one, so there is nothing to forward.
  */
 static void
-poison_check(MemoryContext context)
+poison_check(MemoryContext context pg_attribute_unused())
 {
 }
 #endif

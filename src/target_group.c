@@ -37,6 +37,9 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "tuple_util.h"
+#include "guc_level.h"
+#include "privilege.h"
 #include "spi_debug.h"
 #include "entity.h"
 #include "filter.h"
@@ -94,15 +97,26 @@ spi_int8(int row, int col)
 	return isnull ? 0 : DatumGetInt64(d);
 }
 
-static void
-report_unknown_group(const char *name)
+/*
+ * For hints: up to 30 names of the target groups the current user can see,
+ * quoted and comma-separated, in the current memory context; NULL when
+ * there are none.  SPI connected.
+ */
+char *
+CcrmExistingGroupNames(void)
 {
-	char	   *names = NULL;
-
 	if (SPI_execute("SELECT pg_catalog.string_agg(pg_catalog.quote_literal(name), ', ' ORDER BY name)"
 					"  FROM (SELECT name FROM ccrm.target_group ORDER BY name LIMIT 30) g",
 					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
-		names = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	return NULL;
+}
+
+static void
+report_unknown_group(const char *name)
+{
+	char	   *names = CcrmExistingGroupNames();
+
 	ereport(ERROR,
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
 			 errmsg("target group \"%s\" does not exist", name),
@@ -551,22 +565,6 @@ ccrm_drop_target_group(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-static bool
-column_changed(TriggerData *td, const char *column)
-{
-	TupleDesc	desc = RelationGetDescr(td->tg_relation);
-	int			att = SPI_fnumber(desc, column);
-	bool		oldnull;
-	bool		newnull;
-	Datum		oldv = heap_getattr(td->tg_trigtuple, att, desc, &oldnull);
-	Datum		newv = heap_getattr(td->tg_newtuple, att, desc, &newnull);
-	Form_pg_attribute a = TupleDescAttr(desc, att - 1);
-
-	if (oldnull || newnull)
-		return oldnull != newnull;
-	return !datumIsEqual(oldv, newv, a->attbyval, a->attlen);
-}
-
 /* Reject a chain of in_group references that leads back to the group. */
 static void
 check_cycle(int64 group_id)
@@ -653,8 +651,9 @@ ccrm_target_group_trigger(PG_FUNCTION_ARGS)
 		}
 		return PointerGetDatum(row);
 	}
-	filter_changed = !is_update || column_changed(td, "filter") || column_changed(td, "entity");
-	if (is_update && !filter_changed && !column_changed(td, "name"))
+	filter_changed = !is_update || CcrmColumnChanged(row, td->tg_trigtuple, desc, "filter") ||
+		CcrmColumnChanged(row, td->tg_trigtuple, desc, "entity");
+	if (is_update && !filter_changed && !CcrmColumnChanged(row, td->tg_trigtuple, desc, "name"))
 		return PointerGetDatum(NULL);
 
 	id = DatumGetInt64(heap_getattr(row, SPI_fnumber(desc, "id"), desc, &isnull));
@@ -663,7 +662,7 @@ ccrm_target_group_trigger(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(id);
 
 	CcrmSPIConnect();
-	if (is_update && column_changed(td, "entity"))
+	if (is_update && CcrmColumnChanged(row, td->tg_trigtuple, desc, "entity"))
 	{
 		spi_exec("SELECT 1 FROM ccrm.target_group_membership WHERE group_id OPERATOR(pg_catalog.=) $1 LIMIT 1",
 				 1, types, values, SPI_OK_SELECT);
@@ -703,7 +702,7 @@ ccrm_target_group_trigger(PG_FUNCTION_ARGS)
 			check_cycle(id);
 	}
 
-	if (is_update && column_changed(td, "name"))
+	if (is_update && CcrmColumnChanged(row, td->tg_trigtuple, desc, "name"))
 	{
 		Oid			rtypes[2] = {INT8OID, TEXTOID};
 		Datum		rvalues[2];

@@ -20,6 +20,9 @@ typedef struct CcrmRefreshResult
 /* Id of a group by name; an error listing groups when there is none. */
 extern int64 CcrmGroupIdByName(const char *name);
 
+/* For hints: names of the groups the current user can see, or NULL; SPI connected. */
+extern char *CcrmExistingGroupNames(void);
+
 /* Bring a group's members in line with its filter and overrides. */
 extern CcrmRefreshResult CcrmRefreshGroup(int64 group_id);
 

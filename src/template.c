@@ -18,6 +18,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "quote.h"
 #include "template.h"
 
 #include "catalog/pg_type.h"
@@ -105,7 +106,7 @@ valid_tags(CcrmTemplateContext *ctx)
 		CcrmTemplateSource *src = lfirst(lc);
 		List	   *names = NIL;
 
-		for (int i = 0; i < lengthof(field_aliases); i++)
+		for (size_t i = 0; i < lengthof(field_aliases); i++)
 			if (strcmp(field_aliases[i].source, src->name) == 0)
 				names = lappend(names, (char *) field_aliases[i].alias);
 		names = list_concat(names, CcrmFieldNames(src->entity));
@@ -207,10 +208,10 @@ CcrmTemplateParse(CcrmTemplateContext *ctx, const char *text, bool html, const c
 					 errmsg("%s: tag %s at character %d names \"%s\", which is not available for %s",
 							label, tag, pos, srcname, ctx->description),
 					 errhint("Tags here: %s.", valid_tags(ctx))));
-		for (i = 0; i < lengthof(field_aliases); i++)
-			if (strcmp(field_aliases[i].source, srcname) == 0 &&
-				strcmp(field_aliases[i].alias, fieldname) == 0)
-				fieldname = (char *) field_aliases[i].column;
+		for (size_t k = 0; k < lengthof(field_aliases); k++)
+			if (strcmp(field_aliases[k].source, srcname) == 0 &&
+				strcmp(field_aliases[k].alias, fieldname) == 0)
+				fieldname = (char *) field_aliases[k].column;
 		field = CcrmFieldLookup(src->entity, fieldname);
 		if (field == NULL)
 			ereport(ERROR,
@@ -248,7 +249,7 @@ CcrmTemplateParse(CcrmTemplateContext *ctx, const char *text, bool html, const c
 char *
 CcrmTemplateSlotSql(const CcrmTemplateSlot *slot)
 {
-	char	   *expr = CcrmFieldSql(slot->source->entity, slot->field, slot->source->alias);
+	char	   *expr = CcrmFieldSql(slot->field, slot->source->alias);
 
 	switch (slot->field->typid)
 	{

@@ -44,6 +44,9 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "guc_level.h"
+#include "json_util.h"
+#include "execute_as_owner.h"
 #include "spi_debug.h"
 #include "action_run.h"
 #include "code_trust.h"
@@ -331,7 +334,7 @@ invoke_tool(void *arg)
  * returns the counts.  SPI connected.
  */
 static Jsonb *
-call_tool(CcrmRun *run, CcrmGroup *group, Tool *t, Jsonb *params)
+call_tool(CcrmGroup *group, Tool *t, Jsonb *params)
 {
 	Oid			type = INT8OID;
 	Datum		arg = Int64GetDatum(group->id);
@@ -393,7 +396,7 @@ ccrm_run_tool(PG_FUNCTION_ARGS)
 	t = tool_lookup(text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	check_tool_for_group(t, group);
 	run = CcrmRunBeginDirect("run_tool", group_id, psprintf("tool %s", t->name));
-	counts = call_tool(run, group, t, params);
+	counts = call_tool(group, t, params);
 	CcrmRunFinishDirect(run, counts);
 	run_id = run->id;
 	SPI_finish();
@@ -451,7 +454,7 @@ ccrm_job_run_tool(PG_FUNCTION_ARGS)
 	CcrmSPIConnect();
 	t = parse_job_params(PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), &tool_params);
 	group = CcrmGroupLoad(run->group_id);
-	result = SPI_datumTransfer(JsonbPGetDatum(call_tool(run, group, t, tool_params)), false, -1);
+	result = SPI_datumTransfer(JsonbPGetDatum(call_tool(group, t, tool_params)), false, -1);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }
