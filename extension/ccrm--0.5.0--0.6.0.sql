@@ -447,3 +447,34 @@ REVOKE ALL ON ccrm.channel_delivery FROM PUBLIC;
 REVOKE ALL ON FUNCTION ccrm.resume_channel(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ccrm.delivery_statistics(timestamptz) FROM PUBLIC;
 REVOKE ALL ON ccrm.delivery_stats FROM PUBLIC;
+
+-- Filters and refreshes take the instant they are evaluated at (the clock rule).
+DROP FUNCTION ccrm.filter_sql(text, jsonb);
+DROP FUNCTION ccrm.filter_count(text, jsonb);
+DROP FUNCTION ccrm.filter_preview(text, jsonb, integer);
+CREATE FUNCTION ccrm.filter_sql(entity text, filter jsonb, at timestamptz DEFAULT NULL) RETURNS text
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'ccrm_filter_sql';
+COMMENT ON FUNCTION ccrm.filter_sql(text, jsonb, timestamptz) IS
+    'the SQL query a filter compiles to; relative conditions count from at (NULL: now())';
+CREATE FUNCTION ccrm.filter_count(entity text, filter jsonb, at timestamptz DEFAULT NULL) RETURNS bigint
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'ccrm_filter_count';
+COMMENT ON FUNCTION ccrm.filter_count(text, jsonb, timestamptz) IS
+    'how many records of the entity match a filter at the instant at (NULL: now())';
+CREATE FUNCTION ccrm.filter_preview(entity text, filter jsonb, "limit" integer DEFAULT 20, at timestamptz DEFAULT NULL)
+    RETURNS TABLE (id bigint, record jsonb)
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'ccrm_filter_preview';
+COMMENT ON FUNCTION ccrm.filter_preview(text, jsonb, integer, timestamptz) IS
+    'the first matching records (by key) as JSON, at the instant at (NULL: now())';
+CREATE FUNCTION ccrm.refresh_target_group("group" text, at timestamptz,
+    OUT added bigint, OUT removed bigint, OUT total bigint)
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'ccrm_refresh_target_group';
+CREATE FUNCTION ccrm.refresh_target_group(group_id bigint, at timestamptz,
+    OUT added bigint, OUT removed bigint, OUT total bigint)
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'ccrm_refresh_target_group_by_id';
+COMMENT ON FUNCTION ccrm.refresh_target_group(text, timestamptz) IS
+    'refresh a group with its filter evaluated at the instant at (NULL: now()); without at: now()';

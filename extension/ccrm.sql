@@ -375,19 +375,22 @@ GRANT SELECT ON ccrm.entity, ccrm.custom_field, ccrm.holiday TO PUBLIC;
 /* ------------------------------------------------------------------------
  * filter.c — JSON filters compiled to SQL
  * ------------------------------------------------------------------------ */
-CREATE FUNCTION ccrm.filter_sql(entity text, filter jsonb) RETURNS text
-    LANGUAGE c STABLE STRICT
+CREATE FUNCTION ccrm.filter_sql(entity text, filter jsonb, at timestamptz DEFAULT NULL) RETURNS text
+    LANGUAGE c STABLE
     AS 'MODULE_PATHNAME', 'ccrm_filter_sql';
-COMMENT ON FUNCTION ccrm.filter_sql(text, jsonb) IS 'the SQL query a filter compiles to';
-CREATE FUNCTION ccrm.filter_count(entity text, filter jsonb) RETURNS bigint
-    LANGUAGE c STABLE STRICT
+COMMENT ON FUNCTION ccrm.filter_sql(text, jsonb, timestamptz) IS
+    'the SQL query a filter compiles to; relative conditions count from at (NULL: now())';
+CREATE FUNCTION ccrm.filter_count(entity text, filter jsonb, at timestamptz DEFAULT NULL) RETURNS bigint
+    LANGUAGE c STABLE
     AS 'MODULE_PATHNAME', 'ccrm_filter_count';
-COMMENT ON FUNCTION ccrm.filter_count(text, jsonb) IS 'how many records of the entity match a filter';
-CREATE FUNCTION ccrm.filter_preview(entity text, filter jsonb, "limit" integer DEFAULT 20)
+COMMENT ON FUNCTION ccrm.filter_count(text, jsonb, timestamptz) IS
+    'how many records of the entity match a filter at the instant at (NULL: now())';
+CREATE FUNCTION ccrm.filter_preview(entity text, filter jsonb, "limit" integer DEFAULT 20, at timestamptz DEFAULT NULL)
     RETURNS TABLE (id bigint, record jsonb)
-    LANGUAGE c STABLE STRICT
+    LANGUAGE c STABLE
     AS 'MODULE_PATHNAME', 'ccrm_filter_preview';
-COMMENT ON FUNCTION ccrm.filter_preview(text, jsonb, integer) IS 'the first matching records (by key) as JSON';
+COMMENT ON FUNCTION ccrm.filter_preview(text, jsonb, integer, timestamptz) IS
+    'the first matching records (by key) as JSON, at the instant at (NULL: now())';
 
 /* ------------------------------------------------------------------------
  * target_group.c — target groups and their members
@@ -582,6 +585,16 @@ CREATE FUNCTION ccrm.refresh_target_group(group_id bigint,
     OUT added bigint, OUT removed bigint, OUT total bigint)
     LANGUAGE c VOLATILE STRICT
     AS 'MODULE_PATHNAME', 'ccrm_refresh_target_group_by_id';
+CREATE FUNCTION ccrm.refresh_target_group("group" text, at timestamptz,
+    OUT added bigint, OUT removed bigint, OUT total bigint)
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'ccrm_refresh_target_group';
+CREATE FUNCTION ccrm.refresh_target_group(group_id bigint, at timestamptz,
+    OUT added bigint, OUT removed bigint, OUT total bigint)
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'ccrm_refresh_target_group_by_id';
+COMMENT ON FUNCTION ccrm.refresh_target_group(text, timestamptz) IS
+    'refresh a group with its filter evaluated at the instant at (NULL: now()); without at: now()';
 
 CREATE FUNCTION ccrm.include_in_group("group" text, member_ids bigint[]) RETURNS bigint
     LANGUAGE c VOLATILE STRICT

@@ -172,6 +172,36 @@ SET search_path = evil, public;
 SELECT pg_temp.ids('contact', '{"field": "created_at", "op": "within_last", "value": "7 days"}') AS with_evil_path;
 RESET search_path;
 
+-- relative conditions count from the instant a filter is evaluated at (default now())
+SELECT ccrm.filter_count('contact', '{"field": "created_at", "op": "older_than", "value": "90 days"}') AS now_older,
+       ccrm.filter_count('contact', '{"field": "created_at", "op": "older_than", "value": "90 days"}',
+                         at => now() + interval '300 days') AS later_older,
+       ccrm.filter_count('contact', '{"field": "created_at", "op": "within_last", "value": "3 days"}',
+                         at => now() - interval '12 hours') AS earlier_recent,
+       ccrm.filter_count('contact', '{"has_activity": {"kind": "call", "within_last": "7 days"}}',
+                         at => now() - interval '60 days') AS calls_then;
+SELECT id FROM ccrm.filter_preview('contact', '{"field": "created_at", "op": "within_last", "value": "1 day"}',
+                                   at => now() - interval '10 days');
+SELECT ccrm.filter_sql('contact', '{"field": "created_at", "op": "older_than", "value": "1 day"}',
+                       at => '2026-12-07 10:00 Europe/Helsinki') LIKE '%2026-12-07 10:00:00+02%' AS instant_written_out;
+SELECT ccrm.create_target_group('Old', 'contact', '{"field": "created_at", "op": "older_than", "value": "90 days"}');
+SELECT * FROM ccrm.refresh_target_group('Old', at => now() + interval '300 days');
+SELECT * FROM ccrm.refresh_target_group('Old');
+SELECT * FROM ccrm.refresh_target_group(ccrm.target_group_id('Old'), now() + interval '300 days');
+SELECT ccrm.drop_target_group('Old');
+-- the instant must be finite, the other arguments are required
+CREATE FUNCTION pg_temp.err(sql text, OUT state text, OUT message text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE sql;
+    state := 'ok';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
+END $$;
+SELECT * FROM pg_temp.err($$SELECT ccrm.filter_count('contact', '{"field": "id", "op": "gt", "value": 0}', at => 'infinity')$$);
+SELECT * FROM pg_temp.err($$SELECT ccrm.filter_count(NULL, '{"field": "id", "op": "gt", "value": 0}')$$);
+SELECT * FROM pg_temp.err($$SELECT * FROM ccrm.refresh_target_group(NULL::text, now())$$);
+
 DROP EXTENSION ccrm CASCADE;
 DROP TABLE public.invoice;
 DROP SCHEMA evil CASCADE;

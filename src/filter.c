@@ -136,6 +136,7 @@ typedef struct FilterCompiler
 {
 	int			next_alias;		/* for unique subquery aliases */
 	char	   *time_zone;		/* configured zone, quoted literal */
+	char	   *now;			/* the instant "now" means: SQL text */
 	bool		collect_groups; /* record in_group references? */
 	List	   *groups;			/* int64 * of groups used by in_group */
 } FilterCompiler;
@@ -456,7 +457,7 @@ append_positive(FilterCompiler *fc, StringInfo out, const char *expr, Oid typid,
 		case OP_WITHIN_LAST:
 			{
 				/* local wall-clock "now" in the configured zone */
-				char	   *local_now = psprintf("(pg_catalog.now() AT TIME ZONE %s)", fc->time_zone);
+				char	   *local_now = psprintf("(%s AT TIME ZONE %s)", fc->now, fc->time_zone);
 				char	   *iv = interval_value(value, vpath);
 				char	   *limit;
 				char	   *upper;
@@ -475,7 +476,7 @@ append_positive(FilterCompiler *fc, StringInfo out, const char *expr, Oid typid,
 				{
 					limit = psprintf("((%s OPERATOR(pg_catalog.-) %s) AT TIME ZONE %s)",
 									 local_now, iv, fc->time_zone);
-					upper = "pg_catalog.now()";
+					upper = fc->now;
 				}
 				if (op->op == OP_OLDER_THAN)
 					appendStringInfo(out, "%s OPERATOR(pg_catalog.<) %s", expr, limit);
@@ -878,10 +879,10 @@ compile_has_activity(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, 
 			/* an event counts at its start, a task when it was created */
 			char	   *when = psprintf("COALESCE(%s.starts_at, %s.created_at)", a, a);
 
-			appendStringInfo(out, " AND %s OPERATOR(pg_catalog.>=) ((pg_catalog.now() AT TIME ZONE %s)"
+			appendStringInfo(out, " AND %s OPERATOR(pg_catalog.>=) ((%s AT TIME ZONE %s)"
 							 " OPERATOR(pg_catalog.-) %s) AT TIME ZONE %s"
-							 " AND %s OPERATOR(pg_catalog.<=) pg_catalog.now()",
-							 when, fc->time_zone, interval_value(&v, kpath), fc->time_zone, when);
+							 " AND %s OPERATOR(pg_catalog.<=) %s",
+							 when, fc->now, fc->time_zone, interval_value(&v, kpath), fc->time_zone, when, fc->now);
 		}
 		else
 			filter_error(ERRCODE_INVALID_PARAMETER_VALUE, kpath,
@@ -1001,7 +1002,8 @@ compile_node(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, const ch
  * ---------------------------------------------------------------- */
 
 char *
-CcrmFilterCompile(const CcrmEntity *ent, Jsonb *filter, const char *alias, List **groups)
+CcrmFilterCompile(const CcrmEntity *ent, Jsonb *filter, const char *alias, List **groups,
+				  const TimestampTz *at)
 {
 	FilterCompiler fc;
 	StringInfoData out;
@@ -1029,6 +1031,9 @@ CcrmFilterCompile(const CcrmEntity *ent, Jsonb *filter, const char *alias, List 
 							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("extra_float_digits", "3", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	/* a given instant is written out in the fixed style just set */
+	fc.now = at ? psprintf("%s::pg_catalog.timestamptz",
+								quote_literal_cstr(timestamptz_to_str(*at))) : "pg_catalog.now()";
 
 	initStringInfo(&out);
 	compile_node(&fc, &out, ent, alias, &filter->root, "");
@@ -1040,27 +1045,55 @@ CcrmFilterCompile(const CcrmEntity *ent, Jsonb *filter, const char *alias, List 
 }
 
 char *
-CcrmFilterQuery(const CcrmEntity *ent, Jsonb *filter, List **groups)
+CcrmFilterQuery(const CcrmEntity *ent, Jsonb *filter, List **groups, const TimestampTz *at)
 {
-	char	   *where = CcrmFilterCompile(ent, filter, "t", groups);
+	char	   *where = CcrmFilterCompile(ent, filter, "t", groups, at);
 
 	return psprintf("SELECT t.%s::pg_catalog.int8 AS id FROM %s t WHERE %s",
 					quote_identifier(ent->key_column), ent->qualname, where);
 }
 
+/*
+ * The instant argument argno of the SQL functions (at timestamptz DEFAULT
+ * now()): NULL when absent, meaning pg_catalog.now() in the compiled SQL.
+ */
+const TimestampTz *
+CcrmFilterInstantArg(FunctionCallInfo fcinfo, int argno, TimestampTz *at)
+{
+	/* the functions that take an instant are not strict: the other arguments are required */
+	for (int i = 0; i < argno; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("argument %d must not be null", i + 1)));
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return NULL;
+	*at = PG_GETARG_TIMESTAMPTZ(argno);
+	if (TIMESTAMP_NOT_FINITE(*at))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the instant a filter is evaluated at must be finite"),
+				 errhint("Pass a timestamptz such as now(), or leave the argument out.")));
+	return at;
+}
+
 Datum
 ccrm_filter_sql(PG_FUNCTION_ARGS)
 {
+	TimestampTz at;
+	const TimestampTz *atp = CcrmFilterInstantArg(fcinfo, 2, &at);
 	CcrmEntity *ent = CcrmEntityLookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
 
-	PG_RETURN_TEXT_P(cstring_to_text(CcrmFilterQuery(ent, PG_GETARG_JSONB_P(1), NULL)));
+	PG_RETURN_TEXT_P(cstring_to_text(CcrmFilterQuery(ent, PG_GETARG_JSONB_P(1), NULL, atp)));
 }
 
 Datum
 ccrm_filter_count(PG_FUNCTION_ARGS)
 {
+	TimestampTz at;
+	const TimestampTz *atp = CcrmFilterInstantArg(fcinfo, 2, &at);
 	CcrmEntity *ent = CcrmEntityLookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
-	char	   *query = CcrmFilterQuery(ent, PG_GETARG_JSONB_P(1), NULL);
+	char	   *query = CcrmFilterQuery(ent, PG_GETARG_JSONB_P(1), NULL, atp);
 	int			nestlevel;
 	int64		count;
 	bool		isnull;
@@ -1079,6 +1112,8 @@ Datum
 ccrm_filter_preview(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TimestampTz at;
+	const TimestampTz *atp = CcrmFilterInstantArg(fcinfo, 3, &at);
 	CcrmEntity *ent = CcrmEntityLookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
 	int32		limit = PG_GETARG_INT32(2);
 	char	   *where;
@@ -1090,7 +1125,7 @@ ccrm_filter_preview(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("limit must not be negative")));
-	where = CcrmFilterCompile(ent, PG_GETARG_JSONB_P(1), "t", NULL);
+	where = CcrmFilterCompile(ent, PG_GETARG_JSONB_P(1), "t", NULL, atp);
 	/* to_jsonb(t) runs the output function of every column's type */
 	foreach(lc, ent->fields)
 	{

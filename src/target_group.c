@@ -237,7 +237,7 @@ group_stamp(GroupRow *g)
  * ---------------------------------------------------------------- */
 
 static CcrmRefreshResult
-refresh_locked(GroupRow *g)
+refresh_locked(GroupRow *g, const TimestampTz *at)
 {
 	CcrmEntity *ent = CcrmEntityLookup(g->entity, false);
 	TimestampTz start = GetCurrentTimestamp();
@@ -254,7 +254,7 @@ refresh_locked(GroupRow *g)
 	values[1] = group_stamp(g);
 
 	if (g->filter)
-		filter_query = CcrmFilterQuery(ent, g->filter, NULL);
+		filter_query = CcrmFilterQuery(ent, g->filter, NULL, at);
 	spi_exec("SELECT 1 FROM ccrm.target_group_override WHERE group_id OPERATOR(pg_catalog.=) $1 LIMIT 1",
 			 1, types, values, SPI_OK_SELECT);
 	overrides = SPI_processed > 0;
@@ -343,12 +343,12 @@ refresh_locked(GroupRow *g)
 }
 
 CcrmRefreshResult
-CcrmRefreshGroup(int64 group_id)
+CcrmRefreshGroup(int64 group_id, const TimestampTz *at)
 {
 	CcrmRefreshResult r;
 
 	CcrmSPIConnect();
-	r = refresh_locked(lock_group(NULL, group_id));
+	r = refresh_locked(lock_group(NULL, group_id), at);
 	SPI_finish();
 	return r;
 }
@@ -371,11 +371,13 @@ refresh_result(FunctionCallInfo fcinfo, CcrmRefreshResult r)
 Datum
 ccrm_refresh_target_group(PG_FUNCTION_ARGS)
 {
+	TimestampTz at;
+	const TimestampTz *atp = CcrmFilterInstantArg(fcinfo, 1, &at);
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	CcrmRefreshResult r;
 
 	CcrmSPIConnect();
-	r = refresh_locked(lock_group(name, 0));
+	r = refresh_locked(lock_group(name, 0), atp);
 	SPI_finish();
 	return refresh_result(fcinfo, r);
 }
@@ -383,7 +385,10 @@ ccrm_refresh_target_group(PG_FUNCTION_ARGS)
 Datum
 ccrm_refresh_target_group_by_id(PG_FUNCTION_ARGS)
 {
-	return refresh_result(fcinfo, CcrmRefreshGroup(PG_GETARG_INT64(0)));
+	TimestampTz at;
+	const TimestampTz *atp = CcrmFilterInstantArg(fcinfo, 1, &at);
+
+	return refresh_result(fcinfo, CcrmRefreshGroup(PG_GETARG_INT64(0), atp));
 }
 
 /* ----------------------------------------------------------------
@@ -688,7 +693,7 @@ ccrm_target_group_trigger(PG_FUNCTION_ARGS)
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("the filter of a target group must be a JSON object"),
 						 errhint("Use SQL NULL (or filter => 'null' in ccrm.alter_target_group) for a static group.")));
-			(void) CcrmFilterCompile(ent, jb, "t", &groups);
+			(void) CcrmFilterCompile(ent, jb, "t", &groups, NULL);
 		}
 		spi_exec("DELETE FROM ccrm.target_group_dependency WHERE group_id OPERATOR(pg_catalog.=) $1",
 				 1, types, values, SPI_OK_DELETE);

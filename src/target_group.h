@@ -24,6 +24,6 @@ extern int64 CcrmGroupIdByName(const char *name);
 extern char *CcrmExistingGroupNames(void);
 
 /* Bring a group's members in line with its filter and overrides. */
-extern CcrmRefreshResult CcrmRefreshGroup(int64 group_id);
+extern CcrmRefreshResult CcrmRefreshGroup(int64 group_id, const TimestampTz *at);
 
 #endif							/* CCRM_TARGET_GROUP_H */
