@@ -1,8 +1,9 @@
 /*
  * Schema changes of the scheduler part of issue 9 (secsched), to be folded
- * into the next update script (after 0.6.0) and extension/ccrm.sql.  Statements as they
- * would appear there; each with a comment.  C code (job_run.c) reads
- * ccrm.job by column name and works with or without time_limit.
+ * into the next update script (after 0.6.0) and extension/ccrm.sql.
+ * Statements as they would appear there; each with a comment.  C code
+ * (job_run.c) reads ccrm.job by column name and works with or without
+ * time_limit.
  */
 
 /* A per-job time limit: a run whose action takes longer is cancelled and
@@ -23,8 +24,7 @@ CREATE FUNCTION ccrm.set_job_time_limit(job text, time_limit interval) RETURNS v
 COMMENT ON FUNCTION ccrm.set_job_time_limit(text, interval) IS
     'cancel runs of the job whose action takes longer than this (NULL: no limit)';
 
-/* ccrm.jobs shows the limit (a new last column; when secmodel's 0.5.0 view
- * changes, append time_limit to that definition instead). */
+/* ccrm.jobs shows the limit (a new last column; the rest as in 0.6.0) */
 CREATE OR REPLACE VIEW ccrm.jobs WITH (security_invoker = true) AS
     SELECT j.id, j.name, j.kind, g.name AS "group", j.schedule,
            COALESCE(j.time_zone, ccrm.get_setting('time_zone')) AS time_zone,
