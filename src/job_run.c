@@ -127,6 +127,14 @@ static TimeoutId time_limit_timer = MAX_TIMEOUTS;
 static TimestampTz time_limit_deadline = 0;
 static volatile sig_atomic_t time_limit_fired = false;
 
+/*
+ * Errors a run hands back (RUN_BROKEN) live here: they must outlive the
+ * transactions the run commits.  Emptied when an outermost run starts; the
+ * callers use an error before they start another run.
+ */
+static MemoryContext run_error_cxt = NULL;
+static int	run_depth = 0;
+
 static int64 run_job_isolated(CcrmRunMode *mode, int64 job_id, TimestampTz slot,
 							  CcrmRunTrigger trigger, RunResult *result, ErrorData **error);
 
@@ -967,18 +975,22 @@ run_locked(CcrmRunMode *mode, int64 job_id, TimestampTz slot, CcrmRunTrigger tri
 
 /*
  * Run one job under its lock; errors of its steps are caught and come back
- * in *result / *error (in the caller's memory context).
+ * in *result / *error (in run_error_cxt).
  */
 static int64
 run_job_isolated(CcrmRunMode *mode, int64 job_id, TimestampTz slot, CcrmRunTrigger trigger,
 				 RunResult *result, ErrorData **error)
 {
-	MemoryContext errcxt = CurrentMemoryContext;
 	MemoryContext cxt;
 	int64		run_id = 0;
 
 	*result = RUN_NOTHING;
 	*error = NULL;
+	if (run_error_cxt == NULL)
+		run_error_cxt = AllocSetContextCreate(TopMemoryContext, "ccrm job run errors",
+											  ALLOCSET_SMALL_SIZES);
+	else if (run_depth == 0)
+		MemoryContextReset(run_error_cxt);
 	if (!lock_job(mode, job_id, false))
 	{
 		*result = RUN_BUSY;
@@ -986,12 +998,14 @@ run_job_isolated(CcrmRunMode *mode, int64 job_id, TimestampTz slot, CcrmRunTrigg
 	}
 	cxt = AllocSetContextCreate(mode->in_worker ? TopMemoryContext : CurrentMemoryContext,
 								"ccrm job run", ALLOCSET_SMALL_SIZES);
+	run_depth++;
 	PG_TRY();
 	{
-		run_id = run_locked(mode, job_id, slot, trigger, cxt, errcxt, result, error);
+		run_id = run_locked(mode, job_id, slot, trigger, cxt, run_error_cxt, result, error);
 	}
 	PG_FINALLY();
 	{
+		run_depth--;
 		unlock_job(mode, job_id);
 		MemoryContextDelete(cxt);
 	}
