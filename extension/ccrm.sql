@@ -853,6 +853,7 @@ CREATE TABLE ccrm.job (
     inactive_reason text,
     created_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    time_limit    interval CHECK (time_limit IS NULL OR (time_limit > interval '0' AND time_limit <= interval '24 days')),
     CHECK (schedule IS NOT NULL OR after_job IS NOT NULL)
 );
 CREATE INDEX job_next_run_idx ON ccrm.job (next_run) WHERE active;
@@ -865,6 +866,8 @@ COMMENT ON COLUMN ccrm.job.after_job IS
     'runs right after this job succeeds; with a schedule of its own, that job is run first at each of its times';
 COMMENT ON COLUMN ccrm.job.owner IS 'the role a run executes as (only ccrm admins change it)';
 COMMENT ON COLUMN ccrm.job.failures IS 'failed runs in a row (ccrm.max_job_failures deactivates the job)';
+COMMENT ON COLUMN ccrm.job.time_limit IS
+    'a run whose action takes longer is cancelled and recorded as failed; NULL: no limit';
 
 CREATE FUNCTION ccrm.job_trigger() RETURNS trigger
     LANGUAGE c
@@ -1021,7 +1024,7 @@ CREATE VIEW ccrm.jobs WITH (security_invoker = true) AS
            COALESCE(j.time_zone, ccrm.get_setting('time_zone')) AS time_zone,
            a.name AS after_job, j.active, j.owner, j.next_run,
            r.started_at AS last_started, r.status AS last_status, r.error AS last_error,
-           j.failures, j.inactive_reason, j.params
+           j.failures, j.inactive_reason, j.params, j.time_limit
       FROM ccrm.job j
       LEFT JOIN ccrm.target_group g ON g.id OPERATOR(pg_catalog.=) j.group_id
       LEFT JOIN ccrm.job a ON a.id OPERATOR(pg_catalog.=) j.after_job
@@ -1031,6 +1034,15 @@ CREATE VIEW ccrm.jobs WITH (security_invoker = true) AS
      ORDER BY j.next_run NULLS LAST, j.id;
 COMMENT ON VIEW ccrm.jobs IS 'Jobs in the order they run next, with their last run';
 GRANT SELECT ON ccrm.jobs TO PUBLIC;
+
+CREATE FUNCTION ccrm.set_job_time_limit(job text, time_limit interval) RETURNS void
+    LANGUAGE sql VOLATILE
+    BEGIN ATOMIC
+        UPDATE ccrm.job SET time_limit = set_job_time_limit.time_limit
+         WHERE id OPERATOR(pg_catalog.=) ccrm.job_id(set_job_time_limit.job);
+    END;
+COMMENT ON FUNCTION ccrm.set_job_time_limit(text, interval) IS
+    'cancel runs of the job whose action takes longer than this (NULL: no limit)';
 
 /* ------------------------------------------------------------------------
  * Built-in kinds

@@ -285,6 +285,7 @@ ccrm_job_trigger(PG_FUNCTION_ARGS)
 	bool		is_insert;
 	bool		defn_changed;
 	bool		timing_changed;
+	bool		switching_off;
 	char	   *kind;
 	char	   *schedule;
 	char	   *time_zone;
@@ -333,6 +334,12 @@ ccrm_job_trigger(PG_FUNCTION_ARGS)
 		CcrmColumnChanged(newtup, oldtup, desc, "time_zone") ||
 		CcrmColumnChanged(newtup, oldtup, desc, "active") ||
 		CcrmColumnChanged(newtup, oldtup, desc, "after_job");
+	/* only active turned off: it will not run, so when it would is not checked */
+	switching_off = !is_insert && !DatumGetBool(get_attr(newtup, desc, "active", &isnull)) &&
+		CcrmColumnChanged(newtup, oldtup, desc, "active") &&
+		!CcrmColumnChanged(newtup, oldtup, desc, "schedule") &&
+		!CcrmColumnChanged(newtup, oldtup, desc, "time_zone") &&
+		!CcrmColumnChanged(newtup, oldtup, desc, "after_job") && !owner_changed;
 
 	kind = get_text_attr(newtup, desc, "kind");
 	schedule = get_text_attr(newtup, desc, "schedule");
@@ -388,7 +395,14 @@ ccrm_job_trigger(PG_FUNCTION_ARGS)
 	if (defn_changed || owner_changed)
 		check_uses(name, owner, kind, group_null, group_id, params);
 
-	if (timing_changed)
+	if (timing_changed && switching_off)
+	{
+		/* a job whose schedule no longer reads (restored, say) can still be switched off */
+		cols[ncols] = SPI_fnumber(desc, "next_run");
+		nulls[ncols] = true;
+		vals[ncols++] = (Datum) 0;
+	}
+	else if (timing_changed)
 	{
 		bool		after_null;
 		Datum		after_job = get_attr(newtup, desc, "after_job", &after_null);

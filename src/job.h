@@ -42,6 +42,7 @@ typedef struct CcrmRunMode
 
 extern int64 CcrmRunJob(CcrmRunMode *mode, int64 job_id, TimestampTz slot,
 						CcrmRunTrigger trigger, bool *busy);
+extern bool CcrmJobLockedElsewhere(int64 job_id);
 extern int	CcrmMarkInterrupted(void);
 extern void CcrmPurgeJobHistory(void);
 

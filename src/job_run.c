@@ -4,13 +4,19 @@
  *	  Running one job: claim its slot, record the run, execute the kind's
  *	  runner as the job's owner, record how it ended, then run what follows.
  *
- * The same code serves the background worker, CALL ccrm.run_due_jobs()
- * (pg_cron) and ccrm.run_job(); they may all be used at once:
+ * The same code serves the scheduler's executors (executor_pool.c), CALL
+ * ccrm.run_due_jobs() (pg_cron) and ccrm.run_job(); they may all be used at
+ * once:
  *
- *	- A job never overlaps itself: a run holds an advisory lock on the job
- *	  (pg_locks: classid 1667461741, objid = job id) from before its slot is
- *	  claimed until its outcome is recorded.  Whoever finds it taken leaves
- *	  the job alone (run_job reports it).
+ *	- A job never overlaps itself: a run holds a lock on the job from before
+ *	  its slot is claimed until its outcome is recorded.  The lock lives in
+ *	  ccrm's own key space (an advisory locktag whose fourth field,
+ *	  CCRM_JOB_LOCK_SPACE, is one the pg_advisory_lock functions never use;
+ *	  the other fields hold the database and the full 64-bit job id), so no
+ *	  role can take it from SQL to hold a job back.  A lock this backend
+ *	  holds already counts as taken: a run never re-enters a job it is
+ *	  running (a chain back to itself, a run inside a run).  Whoever finds
+ *	  it taken leaves the job alone (run_job reports it).
  *	- A scheduled run claims its slot by moving next_run to the first time
  *	  after now, so slots missed while nothing was running are caught up by
  *	  one run, not one per slot.
@@ -18,6 +24,17 @@
  *	  starts; a run whose process died is found by its free lock and marked
  *	  interrupted.  The action runs in a subtransaction: its errors roll back
  *	  only what it did and are recorded with the run.
+ *	- Every step that touches the job is isolated in a subtransaction of
+ *	  its own: reading it and its owner, checking it again
+ *	  (CcrmJobRecheck: a row changed behind the trigger's back, an owner
+ *	  dropped), claiming the slot, the job it runs after, recording the
+ *	  outcome, the jobs that follow.  A job that may not run any more is
+ *	  deactivated with the reason (inactive_reason) and a failed run; a
+ *	  step that fails otherwise is logged and the job is left alone, so one
+ *	  broken job never stops the others.
+ *	- A job's time_limit, if it has one, cancels its action when it runs
+ *	  longer (a timer of ccrm's own, as statement_timeout works); the run is
+ *	  recorded as failed, with that reason.
  *
  * Bookkeeping on ccrm.job and ccrm.job_run is done as the catalog's owner
  * (CcrmExecuteAsOwner; callers were checked before); the action runs as
@@ -26,9 +43,8 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
-#include "tuple_util.h"
-#include "execute_as_owner.h"
 #include "spi_debug.h"
+#include "execute_as_owner.h"
 #include "job.h"
 #include "privilege.h"
 #include "run_as_owner.h"
@@ -42,6 +58,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "storage/latch.h"
 #include "storage/lock.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -52,13 +69,17 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(ccrm_run_job);
 PG_FUNCTION_INFO_V1(ccrm_run_due_jobs);
 
-/* advisory lock space of ccrm jobs: 'ccrm' */
-#define CCRM_JOB_LOCK_CLASS 1667461741
+/*
+ * Fourth field of ccrm's advisory locktags ('cr').  pg_advisory_lock and
+ * friends use 1 (one bigint key) and 2 (two integer keys) only.
+ */
+#define CCRM_JOB_LOCK_SPACE 25458
 
 typedef struct JobRow
 {
@@ -72,13 +93,15 @@ typedef struct JobRow
 	char	   *time_zone;		/* effective zone name */
 	char	   *own_time_zone;	/* the job's own, or NULL */
 	char	   *owner;			/* its name, for messages and lookups */
-	Oid			owner_id;		/* ccrm.job.owner */
+	Oid			owner_id;		/* ccrm.job.owner; InvalidOid when the role is gone */
 	int64		after_job;		/* 0: none */
 	bool		active;
 	bool		next_run_null;
 	TimestampTz next_run;
 	Oid			runner;
 	int			failures;
+	int			time_limit_ms;	/* 0: none */
+	char	   *time_limit_text;	/* as the interval reads, or NULL */
 } JobRow;
 
 typedef struct RunOutcome
@@ -89,7 +112,32 @@ typedef struct RunOutcome
 	char	   *detail;
 } RunOutcome;
 
+/* how a run went, for the callers in this file */
+typedef enum RunResult
+{
+	RUN_DONE,					/* ran (or was refused and recorded) */
+	RUN_NOTHING,				/* nothing to run: gone, or not due any more */
+	RUN_BUSY,					/* its lock is taken */
+	RUN_BROKEN					/* a step failed; nothing could be recorded */
+} RunResult;
+
 static const char *const trigger_names[] = {"schedule", "manual", "chain"};
+
+/* the time limit timer: registered once per process, nested runs keep the earliest deadline */
+static TimeoutId time_limit_timer = MAX_TIMEOUTS;
+static TimestampTz time_limit_deadline = 0;
+static volatile sig_atomic_t time_limit_fired = false;
+
+/*
+ * Errors a run hands back (RUN_BROKEN) live here: they must outlive the
+ * transactions the run commits.  Emptied when an outermost run starts; the
+ * callers use an error before they start another run.
+ */
+static MemoryContext run_error_cxt = NULL;
+static int	run_depth = 0;
+
+static int64 run_job_isolated(CcrmRunMode *mode, int64 job_id, TimestampTz slot,
+							  CcrmRunTrigger trigger, RunResult *result, ErrorData **error);
 
 /* ---------------------------------------------------------------------- */
 
@@ -108,15 +156,22 @@ lappend_int64(List *list, int64 value, MemoryContext cxt)
 static void
 job_locktag(LOCKTAG *tag, int64 job_id)
 {
-	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, CCRM_JOB_LOCK_CLASS, (uint32) job_id, 2);
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (((uint64) job_id) >> 32),
+						 (uint32) (((uint64) job_id) & 0xFFFFFFFF), CCRM_JOB_LOCK_SPACE);
 }
 
+/*
+ * Take a job's lock (for the session outside atomic mode, else for the
+ * transaction).  False when someone has it, this backend included.
+ */
 static bool
 lock_job(CcrmRunMode *mode, int64 job_id, bool wait)
 {
 	LOCKTAG		tag;
 
 	job_locktag(&tag, job_id);
+	if (LockHeldByMe(&tag, ExclusiveLock))
+		return false;			/* never re-entered */
 	return LockAcquire(&tag, ExclusiveLock, !mode->atomic, !wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
@@ -129,6 +184,18 @@ unlock_job(CcrmRunMode *mode, int64 job_id)
 		return;					/* a transaction lock: goes with it */
 	job_locktag(&tag, job_id);
 	LockRelease(&tag, ExclusiveLock, true);
+}
+
+/* Whether some process runs the job now (the scheduler asks before handing it on). */
+bool
+CcrmJobLockedElsewhere(int64 job_id)
+{
+	CcrmRunMode session = {false, false};
+
+	if (!lock_job(&session, job_id, false))
+		return true;
+	unlock_job(&session, job_id);
+	return false;
 }
 
 /* End the transaction and start the next one (non-atomic modes only). */
@@ -153,6 +220,100 @@ commit_step(CcrmRunMode *mode)
 	}
 }
 
+/*
+ * Run step(arg) in a subtransaction: on error roll back what it did and
+ * return the error (copied into cxt); NULL when it succeeded.  Never call
+ * commit_step inside.
+ */
+static ErrorData *
+isolated(void (*step) (void *arg), void *arg, MemoryContext cxt)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		step(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	return edata;
+}
+
+static Datum
+job_col(HeapTuple tup, TupleDesc desc, const char *name, bool *isnull)
+{
+	int			col = SPI_fnumber(desc, name);
+
+	if (col <= 0)
+	{
+		*isnull = true;			/* a column of a later version */
+		return (Datum) 0;
+	}
+	return SPI_getbinval(tup, desc, col, isnull);
+}
+
+static char *
+job_text(HeapTuple tup, TupleDesc desc, const char *name, MemoryContext cxt)
+{
+	int			col = SPI_fnumber(desc, name);
+	char	   *v = col > 0 ? SPI_getvalue(tup, desc, col) : NULL;
+
+	return v ? MemoryContextStrdup(cxt, v) : NULL;
+}
+
+/*
+ * The owner column as a role OID (InvalidOid when that role is gone),
+ * whether it holds a role name or a regrole; and its name.
+ */
+static Oid
+job_owner(HeapTuple tup, TupleDesc desc, char **name, MemoryContext cxt)
+{
+	int			col = SPI_fnumber(desc, "owner");
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+	Oid			role = InvalidOid;
+	char	   *rolname;
+
+	if (isnull)
+		role = InvalidOid;
+	else if (SPI_gettypeid(desc, col) == NAMEOID)
+		role = get_role_oid(NameStr(*DatumGetName(d)), true);
+	else
+		role = DatumGetObjectId(d);
+	rolname = OidIsValid(role) ? GetUserNameFromId(role, true) : NULL;
+	if (rolname == NULL)
+	{
+		role = InvalidOid;
+		rolname = isnull ? pstrdup("?") : SPI_getvalue(tup, desc, col);
+	}
+	*name = MemoryContextStrdup(cxt, rolname);
+	return role;
+}
+
+/* An interval as milliseconds for a timer (0 for none, at most INT_MAX). */
+static int
+interval_ms(Interval *span)
+{
+	double		us = span->time + ((double) span->day + (double) span->month * DAYS_PER_MONTH) * USECS_PER_DAY;
+
+	if (us <= 0)
+		return 0;
+	return us / 1000.0 >= (double) INT_MAX ? INT_MAX : Max((int) (us / 1000.0), 1);
+}
+
 /* Read a job; false when it is gone. */
 static bool
 read_job(int64 job_id, JobRow *job, MemoryContext cxt)
@@ -162,11 +323,11 @@ read_job(int64 job_id, JobRow *job, MemoryContext cxt)
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
+	Datum		d;
 
-	CcrmExecuteAsOwner("SELECT j.name, j.kind, j.group_id, j.params, j.schedule,"
-				       "       COALESCE(j.time_zone, ccrm.get_setting('time_zone')), j.time_zone,"
-				       "       pg_catalog.pg_get_userbyid(j.owner), j.after_job, j.active, j.next_run,"
-				       "       k.runner::pg_catalog.oid, j.failures, j.owner::pg_catalog.oid"
+	/* j.*: columns by name, so a column a later version adds is read when it is there */
+	CcrmExecuteAsOwner("SELECT j.*, COALESCE(j.time_zone, ccrm.get_setting('time_zone')) AS ccrm_zone,"
+				       "       k.runner::pg_catalog.oid AS ccrm_runner"
 				       "  FROM ccrm.job j JOIN ccrm.job_kind k ON k.name OPERATOR(pg_catalog.=) j.kind"
 				       " WHERE j.id OPERATOR(pg_catalog.=) $1",
 				       1, types, args, NULL, 0);
@@ -175,27 +336,29 @@ read_job(int64 job_id, JobRow *job, MemoryContext cxt)
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	job->id = job_id;
-	job->name = CcrmColumnCString(tup, desc, 1, cxt);
-	job->kind = CcrmColumnCString(tup, desc, 2, cxt);
-	job->group_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &job->group_null));
+	job->name = job_text(tup, desc, "name", cxt);
+	job->kind = job_text(tup, desc, "kind", cxt);
+	job->group_id = DatumGetInt64(job_col(tup, desc, "group_id", &job->group_null));
+	d = job_col(tup, desc, "params", &isnull);
 	{
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 
-		job->params = datumCopy(SPI_getbinval(tup, desc, 4, &isnull), false, -1);
+		job->params = datumCopy(d, false, -1);
 		MemoryContextSwitchTo(old);
 	}
-	job->schedule = CcrmColumnCString(tup, desc, 5, cxt);
-	job->time_zone = CcrmColumnCString(tup, desc, 6, cxt);
-	job->own_time_zone = CcrmColumnCString(tup, desc, 7, cxt);
-	job->owner = CcrmColumnCString(tup, desc, 8, cxt);
-	job->after_job = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
-	if (isnull)
-		job->after_job = 0;
-	job->active = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
-	job->next_run = DatumGetTimestampTz(SPI_getbinval(tup, desc, 11, &job->next_run_null));
-	job->runner = DatumGetObjectId(SPI_getbinval(tup, desc, 12, &isnull));
-	job->failures = DatumGetInt32(SPI_getbinval(tup, desc, 13, &isnull));
-	job->owner_id = DatumGetObjectId(SPI_getbinval(tup, desc, 14, &isnull));
+	job->schedule = job_text(tup, desc, "schedule", cxt);
+	job->time_zone = job_text(tup, desc, "ccrm_zone", cxt);
+	job->own_time_zone = job_text(tup, desc, "time_zone", cxt);
+	job->owner_id = job_owner(tup, desc, &job->owner, cxt);
+	d = job_col(tup, desc, "after_job", &isnull);
+	job->after_job = isnull ? 0 : DatumGetInt64(d);
+	job->active = DatumGetBool(job_col(tup, desc, "active", &isnull));
+	job->next_run = DatumGetTimestampTz(job_col(tup, desc, "next_run", &job->next_run_null));
+	job->runner = DatumGetObjectId(job_col(tup, desc, "ccrm_runner", &isnull));
+	job->failures = DatumGetInt32(job_col(tup, desc, "failures", &isnull));
+	d = job_col(tup, desc, "time_limit", &isnull);
+	job->time_limit_ms = isnull ? 0 : interval_ms(DatumGetIntervalP(d));
+	job->time_limit_text = job_text(tup, desc, "time_limit", cxt);
 	return true;
 }
 
@@ -247,9 +410,9 @@ claim_slot(JobRow *job, TimestampTz slot, TimestampTz now)
 static int64
 insert_run(JobRow *job, CcrmRunTrigger trigger, TimestampTz slot, TimestampTz action_time)
 {
-	Oid			types[8] = {INT8OID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, OIDOID, INT4OID};
-	Datum		args[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[7] = {INT8OID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID};
+	Datum		args[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 
 	args[0] = Int64GetDatum(job->id);
@@ -260,12 +423,27 @@ insert_run(JobRow *job, CcrmRunTrigger trigger, TimestampTz slot, TimestampTz ac
 	args[4] = TimestampTzGetDatum(slot);
 	nulls[4] = (trigger == CCRM_RUN_SCHEDULE) ? ' ' : 'n';
 	args[5] = TimestampTzGetDatum(action_time);
-	args[6] = ObjectIdGetDatum(job->owner_id);
-	args[7] = Int32GetDatum(MyProcPid);
+	args[6] = Int32GetDatum(MyProcPid);
+	/* run_as: the job's owner column as it is stored */
 	CcrmExecuteAsOwner("INSERT INTO ccrm.job_run (job_id, kind, group_id, trigger, scheduled_for, action_time, run_as, pid)"
-				       " VALUES ($1, $2, $3, $4, $5, $6, $7::pg_catalog.regrole, $8) RETURNING id",
-				       8, types, args, nulls, 0);
+				       " SELECT $1, $2, $3, $4, $5, $6, j.owner, $7 FROM ccrm.job j WHERE j.id OPERATOR(pg_catalog.=) $1"
+				       " RETURNING id",
+				       7, types, args, nulls, SPI_OK_INSERT_RETURNING);
+	if (SPI_processed != 1)
+		elog(ERROR, "job " INT64_FORMAT " vanished while its run was recorded", job->id);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* Switch a job off, saying why (its run, if any, is recorded apart). */
+static void
+deactivate(int64 job_id, const char *reason)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		args[2] = {Int64GetDatum(job_id), CStringGetTextDatum(reason)};
+
+	CcrmExecuteAsOwner("UPDATE ccrm.job SET active = false, inactive_reason = $2"
+				       " WHERE id OPERATOR(pg_catalog.=) $1 AND active",
+				       2, types, args, NULL, 0);
 }
 
 static char *
@@ -283,6 +461,66 @@ error_detail(ErrorData *edata)
 		appendStringInfo(&buf, "\nCONTEXT: %s", edata->context);
 	return buf.data;
 }
+
+/* ---------------------------------------------------------------------- */
+
+static void
+time_limit_handler(void)
+{
+	time_limit_fired = true;
+	InterruptPending = true;
+	QueryCancelPending = true;
+	SetLatch(MyLatch);
+}
+
+/*
+ * Start a run's time limit; returns the deadline to restore afterwards (an
+ * enclosing run's).  A nested run keeps the earlier deadline.
+ */
+static TimestampTz
+time_limit_begin(int limit_ms)
+{
+	TimestampTz outer = time_limit_deadline;
+	TimestampTz deadline;
+
+	if (limit_ms <= 0)
+		return outer;
+	if (time_limit_timer == MAX_TIMEOUTS)
+		time_limit_timer = RegisterTimeout(USER_TIMEOUT, time_limit_handler);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), limit_ms);
+	if (outer != 0 && outer < deadline)
+		deadline = outer;
+	time_limit_fired = false;
+	time_limit_deadline = deadline;
+	enable_timeout_at(time_limit_timer, deadline);
+	return outer;
+}
+
+/*
+ * End a run's time limit.  True when it fired while the action ran (the
+ * action's cancellation is then the limit's).  A limit that fired only
+ * after the action was done cancels nothing.
+ */
+static bool
+time_limit_end(int limit_ms, TimestampTz outer, bool action_failed)
+{
+	bool		fired;
+
+	if (limit_ms <= 0)
+		return false;
+	fired = time_limit_fired;
+	time_limit_deadline = outer;
+	if (outer != 0)
+		enable_timeout_at(time_limit_timer, outer);
+	else
+		disable_timeout(time_limit_timer, false);
+	time_limit_fired = false;
+	if (fired && !action_failed)
+		QueryCancelPending = false;	/* ours, and too late to matter */
+	return fired && action_failed;
+}
+
+/* ---------------------------------------------------------------------- */
 
 /*
  * Execute the kind's runner in a subtransaction, as the job's owner, with
@@ -368,6 +606,7 @@ execute_action(JobRow *job, int64 run_id, TimestampTz action_time, RunOutcome *o
 	PG_END_TRY();
 }
 
+
 static void
 record_outcome(JobRow *job, int64 run_id, RunOutcome *out)
 {
@@ -415,146 +654,359 @@ record_outcome(JobRow *job, int64 run_id, RunOutcome *out)
 	}
 }
 
-/*
- * Has the job succeeded since then?  A run counts from when it started or
- * from the instant it acted at, whichever is later (run_job and run_due_jobs
- * may act at an instant their caller gave).
- */
-static bool
-succeeded_since(int64 job_id, TimestampTz since)
+/* ---------------------------------------------------------------------- */
+
+/* the steps of a run, each isolated() */
+typedef struct RunStep
 {
+	CcrmRunMode *mode;
+	JobRow	   *job;
+	MemoryContext cxt;
+	CcrmRunTrigger trigger;
+	TimestampTz slot;
+	TimestampTz action_time;
+	bool		found;
+	int64		run_id;
+	RunOutcome *out;
+	ErrorData  *refusal;		/* why the job may not run */
+	TimestampTz since;
+	bool		ok;
+	List	   *followers;
+} RunStep;
+
+static void
+step_read(void *arg)
+{
+	RunStep    *s = arg;
+
+	s->found = read_job(s->job->id, s->job, s->cxt);
+}
+
+/*
+ * What job.c checks again (owner, chain, what it uses), and that its
+ * schedule and zone still read: a row restored or changed past the
+ * trigger would otherwise fail at every claim.
+ */
+static void
+step_recheck(void *arg)
+{
+	RunStep    *s = arg;
+
+	CcrmJobRecheck(s->job->id);
+	if (s->job->schedule != NULL)
+	{
+		CcrmSchedule sched;
+
+		CcrmScheduleParse(s->job->schedule, &sched);
+	}
+	(void) CcrmJobTimeZone(s->job->own_time_zone);
+}
+
+/* claim the slot (if any) and record the run as running */
+static void
+step_claim(void *arg)
+{
+	RunStep    *s = arg;
+	JobRow	   *job = s->job;
+	TimestampTz now = mode_now(s->mode);
+
+	if (s->trigger == CCRM_RUN_SCHEDULE)
+		claim_slot(job, s->slot, now);
+	else if (s->trigger == CCRM_RUN_CHAIN && job->active && !job->next_run_null && job->next_run <= now)
+		claim_slot(job, job->next_run, now);	/* run before or after another: this counts for a slot that is due */
+	s->run_id = insert_run(job, s->trigger, s->slot, s->action_time);
+}
+
+/*
+ * The job may not run: record the refusal as a failed run and switch it
+ * off (which empties next_run; its schedule may be what does not read).
+ */
+static void
+step_refuse(void *arg)
+{
+	RunStep    *s = arg;
+	RunOutcome	out = {0};
+
+	s->run_id = insert_run(s->job, s->trigger, s->slot, s->action_time);
+	out.status = "failed";
+	out.error = s->refusal->message ? s->refusal->message : "the job may not run";
+	out.detail = error_detail(s->refusal);
+	record_outcome(s->job, s->run_id, &out);
+	deactivate(s->job->id, psprintf("cannot run: %s", out.error));
+}
+
+static void
+step_record(void *arg)
+{
+	RunStep    *s = arg;
+
+	record_outcome(s->job, s->run_id, s->out);
+}
+
+static void
+step_succeeded_since(void *arg)
+{
+	RunStep    *s = arg;
 	Oid			types[2] = {INT8OID, TIMESTAMPTZOID};
-	Datum		args[2] = {Int64GetDatum(job_id), TimestampTzGetDatum(since)};
+	Datum		args[2] = {Int64GetDatum(s->job->after_job), TimestampTzGetDatum(s->since)};
 	bool		isnull;
 
 	CcrmExecuteAsOwner("SELECT EXISTS (SELECT FROM ccrm.job_run WHERE job_id OPERATOR(pg_catalog.=) $1"
 				       "   AND status OPERATOR(pg_catalog.=) 'succeeded'"
 				       "   AND GREATEST(started_at, action_time) OPERATOR(pg_catalog.>=) $2)",
 				       2, types, args, NULL, 0);
-	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	s->ok = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* wait for the job it runs after to end (a deadlock is an error, caught) */
+static void
+step_wait_prerequisite(void *arg)
+{
+	RunStep    *s = arg;
+
+	if (lock_job(s->mode, s->job->after_job, true))
+		unlock_job(s->mode, s->job->after_job);
+}
+
+static void
+step_followers(void *arg)
+{
+	RunStep    *s = arg;
+	Oid			types[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(s->job->id)};
+
+	CcrmExecuteAsOwner("SELECT id FROM ccrm.job WHERE after_job OPERATOR(pg_catalog.=) $1"
+				       "   AND schedule IS NULL AND active ORDER BY id",
+				       1, types, args, NULL, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		s->followers = lappend_int64(s->followers,
+									 DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+																 SPI_tuptable->tupdesc, 1, &isnull)),
+									 s->cxt);
+	}
+}
+
+/* Say what went wrong with a job's step where someone will read it. */
+static void
+report_step_error(CcrmRunMode *mode, int64 job_id, const char *what, ErrorData *edata)
+{
+	ereport(mode->in_worker ? LOG : WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("ccrm could not %s of job " INT64_FORMAT ": %s", what, job_id, edata->message),
+			 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
 }
 
 /*
  * A scheduled job with after_job: that job must have succeeded since this
  * slot; run it now unless it did.  Waits for it when it is running.
+ * Errors of these steps count as "did not succeed".
  */
 static bool
-prerequisite_ok(CcrmRunMode *mode, int64 after_job, TimestampTz since)
+prerequisite_ok(RunStep *s)
 {
-	bool		busy;
-
 	for (int attempt = 0; attempt < 2; attempt++)
 	{
-		if (succeeded_since(after_job, since))
+		RunResult	result;
+		ErrorData  *error;
+
+		if (isolated(step_succeeded_since, s, s->cxt) != NULL)
+			return false;
+		if (s->ok)
 			return true;
-		(void) CcrmRunJob(mode, after_job, 0, CCRM_RUN_CHAIN, &busy);
-		if (!busy)
-			return succeeded_since(after_job, since);
+		(void) run_job_isolated(s->mode, s->job->after_job, 0, CCRM_RUN_CHAIN, &result, &error);
+		if (result == RUN_BROKEN)
+			report_step_error(s->mode, s->job->after_job, "run the job before", error);
+		if (result != RUN_BUSY)
+			break;
 		/* it is running elsewhere: wait for it to end, then look again */
-		if (lock_job(mode, after_job, true))
-			unlock_job(mode, after_job);
+		if (isolated(step_wait_prerequisite, s, s->cxt) != NULL)
+			return false;
 	}
-	return succeeded_since(after_job, since);
+	if (isolated(step_succeeded_since, s, s->cxt) != NULL)
+		return false;
+	return s->ok;
 }
 
+/* Run the action under the job's time limit. */
+static void
+execute_limited(JobRow *job, int64 run_id, TimestampTz action_time, RunOutcome *out, MemoryContext cxt)
+{
+	int			limit_ms = job->time_limit_ms;
+	TimestampTz outer = time_limit_begin(limit_ms);
+	bool		failed;
+
+	PG_TRY();
+	{
+		execute_action(job, run_id, action_time, out, cxt);
+	}
+	PG_CATCH();
+	{
+		(void) time_limit_end(limit_ms, outer, true);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	failed = strcmp(out->status, "failed") == 0;
+	if (time_limit_end(limit_ms, outer, failed) &&
+		out->detail != NULL && strncmp(out->detail, "SQLSTATE 57014", 14) == 0)
+	{
+		out->error = MemoryContextStrdup(cxt, psprintf("job \"%s\" ran longer than its time limit (%s)",
+														job->name, job->time_limit_text));
+		out->detail = MemoryContextStrdup(cxt, "SQLSTATE 57014\nHINT: Give the job more time"
+										  " (ccrm.set_job_time_limit), or let its action do less per run.");
+	}
+}
+
+/*
+ * Run a job whose lock is held: the steps, each isolated.  *result says how
+ * it went; with RUN_BROKEN, *error (in errcxt) says why.
+ */
 static int64
 run_locked(CcrmRunMode *mode, int64 job_id, TimestampTz slot, CcrmRunTrigger trigger,
-		   MemoryContext cxt)
+		   MemoryContext cxt, MemoryContext errcxt, RunResult *result, ErrorData **error)
 {
-	JobRow		job;
+	JobRow		job = {0};
 	RunOutcome	out = {0};
-	TimestampTz now = mode_now(mode);
-	TimestampTz action_time;
-	int64		run_id;
+	RunStep		s = {0};
+	ErrorData  *e;
 
-	if (!read_job(job_id, &job, cxt))
+	*result = RUN_NOTHING;
+	job.id = job_id;
+	s.mode = mode;
+	s.job = &job;
+	s.cxt = cxt;
+	s.trigger = trigger;
+	s.slot = slot;
+	s.out = &out;
+
+	/* the job and its owner */
+	if ((e = isolated(step_read, &s, errcxt)) != NULL)
+	{
+		*result = RUN_BROKEN;
+		*error = e;
 		return 0;
-	if (trigger == CCRM_RUN_SCHEDULE)
+	}
+	if (!s.found)
+		return 0;
+	/* someone else ran this slot, or the job changed meanwhile */
+	if (trigger == CCRM_RUN_SCHEDULE &&
+		(!job.active || job.next_run_null || job.next_run != slot))
+		return 0;
+	s.action_time = trigger == CCRM_RUN_SCHEDULE ? slot : mode_now(mode);
+
+	/* may it still run?  (changed behind the trigger's back, owner gone...) */
+	if ((s.refusal = isolated(step_recheck, &s, cxt)) != NULL)
 	{
-		/* someone else ran this slot, or the job changed meanwhile */
-		if (!job.active || job.next_run_null || job.next_run != slot)
+		if ((e = isolated(step_refuse, &s, errcxt)) != NULL)
+		{
+			*result = RUN_BROKEN;
+			*error = e;
 			return 0;
-		claim_slot(&job, slot, now);
-		action_time = slot;
+		}
+		commit_step(mode);
+		if (mode->in_worker)
+			ereport(LOG,
+					(errmsg("ccrm deactivated job \"%s\": %s", job.name, s.refusal->message)));
+		*result = RUN_DONE;
+		return s.run_id;
 	}
-	else
+
+	if ((e = isolated(step_claim, &s, errcxt)) != NULL)
 	{
-		/* run before or after another: this counts for a slot that is due */
-		if (trigger == CCRM_RUN_CHAIN && job.active && !job.next_run_null && job.next_run <= now)
-			claim_slot(&job, job.next_run, now);
-		action_time = now;
+		*result = RUN_BROKEN;
+		*error = e;
+		return 0;
 	}
-	run_id = insert_run(&job, trigger, slot, action_time);
 	commit_step(mode);
 
-	if (job.after_job != 0 && job.schedule != NULL && trigger != CCRM_RUN_CHAIN &&
-		!prerequisite_ok(mode, job.after_job, trigger == CCRM_RUN_SCHEDULE ? slot : now))
+	if (job.after_job != 0 && job.schedule != NULL && trigger != CCRM_RUN_CHAIN)
 	{
-		out.status = "skipped";
-		out.error = psprintf("the job it runs after (id %lld) did not succeed", (long long) job.after_job);
-		out.detail = pstrdup("See that job's runs in ccrm.job_run.");
+		s.since = trigger == CCRM_RUN_SCHEDULE ? slot : s.action_time;
+		if (!prerequisite_ok(&s))
+		{
+			out.status = "skipped";
+			out.error = psprintf("the job it runs after (id %lld) did not succeed", (long long) job.after_job);
+			out.detail = pstrdup("See that job's runs in ccrm.job_run.");
+		}
 	}
-	else
-		execute_action(&job, run_id, action_time, &out, cxt);
+	if (out.status == NULL)
+		execute_limited(&job, s.run_id, s.action_time, &out, cxt);
 
-	record_outcome(&job, run_id, &out);
+	if ((e = isolated(step_record, &s, errcxt)) != NULL)
+	{
+		/* say so in the run at least; else it stays "running" until marked interrupted */
+		RunOutcome	failed = {"failed", (Datum) 0, NULL, NULL};
+
+		failed.error = psprintf("could not record how the run ended: %s", e->message);
+		failed.detail = error_detail(e);
+		s.out = &failed;
+		if (isolated(step_record, &s, errcxt) != NULL)
+		{
+			commit_step(mode);
+			*result = RUN_BROKEN;
+			*error = e;
+			return s.run_id;
+		}
+	}
 	commit_step(mode);
+	*result = RUN_DONE;
 
 	/* jobs that run right after this one */
 	if (strcmp(out.status, "succeeded") == 0)
 	{
-		Oid			types[1] = {INT8OID};
-		Datum		args[1] = {Int64GetDatum(job.id)};
-		List	   *followers = NIL;
 		ListCell   *lc;
 
-		CcrmExecuteAsOwner("SELECT id FROM ccrm.job WHERE after_job OPERATOR(pg_catalog.=) $1"
-					       "   AND schedule IS NULL AND active ORDER BY id",
-					       1, types, args, NULL, 0);
-		for (uint64 i = 0; i < SPI_processed; i++)
+		if ((e = isolated(step_followers, &s, errcxt)) != NULL)
+			report_step_error(mode, job.id, "find the jobs that follow", e);
+		foreach(lc, s.followers)
 		{
-			bool		isnull;
+			int64		follower = *(int64 *) lfirst(lc);
+			RunResult	fresult;
+			ErrorData  *ferror;
 
-			followers = lappend_int64(followers,
-									  DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-																  SPI_tuptable->tupdesc, 1, &isnull)),
-									  cxt);
-		}
-		foreach(lc, followers)
-		{
-			bool		busy;
-
-			(void) CcrmRunJob(mode, *(int64 *) lfirst(lc), 0, CCRM_RUN_CHAIN, &busy);
+			(void) run_job_isolated(mode, follower, 0, CCRM_RUN_CHAIN, &fresult, &ferror);
+			if (fresult == RUN_BROKEN)
+				report_step_error(mode, follower, "run the job after", ferror);
 		}
 	}
-	return run_id;
+	return s.run_id;
 }
 
 /*
- * Run one job.  slot is the due time being fired (CCRM_RUN_SCHEDULE) and
- * must still be the job's next_run.  Returns the run's id, or 0 with *busy
- * set when the job is running elsewhere, or 0 when there was nothing to run.
+ * Run one job under its lock; errors of its steps are caught and come back
+ * in *result / *error (in run_error_cxt).
  */
-int64
-CcrmRunJob(CcrmRunMode *mode, int64 job_id, TimestampTz slot, CcrmRunTrigger trigger, bool *busy)
+static int64
+run_job_isolated(CcrmRunMode *mode, int64 job_id, TimestampTz slot, CcrmRunTrigger trigger,
+				 RunResult *result, ErrorData **error)
 {
 	MemoryContext cxt;
 	volatile int64 run_id = 0;
 
-	*busy = false;
+	*result = RUN_NOTHING;
+	*error = NULL;
+	if (run_error_cxt == NULL)
+		run_error_cxt = AllocSetContextCreate(TopMemoryContext, "ccrm job run errors",
+											  ALLOCSET_SMALL_SIZES);
+	else if (run_depth == 0)
+		MemoryContextReset(run_error_cxt);
 	if (!lock_job(mode, job_id, false))
 	{
-		*busy = true;
+		*result = RUN_BUSY;
 		return 0;
 	}
 	cxt = AllocSetContextCreate(mode->in_worker ? TopMemoryContext : CurrentMemoryContext,
 								"ccrm job run", ALLOCSET_SMALL_SIZES);
+	run_depth++;
 	PG_TRY();
 	{
-		run_id = run_locked(mode, job_id, slot, trigger, cxt);
+		run_id = run_locked(mode, job_id, slot, trigger, cxt, run_error_cxt, result, error);
 	}
 	PG_FINALLY();
 	{
+		run_depth--;
 		unlock_job(mode, job_id);
 		MemoryContextDelete(cxt);
 	}
@@ -563,8 +1015,29 @@ CcrmRunJob(CcrmRunMode *mode, int64 job_id, TimestampTz slot, CcrmRunTrigger tri
 }
 
 /*
- * Run every job due by the mode's instant (of one owner, or of everybody with InvalidOid);
- * jobs running elsewhere are left for later.
+ * Run one job.  slot is the due time being fired (CCRM_RUN_SCHEDULE) and
+ * must still be the job's next_run.  Returns the run's id, or 0 with *busy
+ * set when the job is running elsewhere, or 0 when there was nothing to run.
+ * A step that failed so that not even a run could be recorded is an ERROR
+ * (its lock is released first).
+ */
+int64
+CcrmRunJob(CcrmRunMode *mode, int64 job_id, TimestampTz slot, CcrmRunTrigger trigger, bool *busy)
+{
+	RunResult	result;
+	ErrorData  *error;
+	int64		run_id = run_job_isolated(mode, job_id, slot, trigger, &result, &error);
+
+	*busy = result == RUN_BUSY;
+	if (result == RUN_BROKEN)
+		ReThrowError(error);
+	return run_id;
+}
+
+/*
+ * Run every job due by the mode's instant (of one owner, or of everybody
+ * with InvalidOid); jobs running elsewhere, or whose steps fail, are left
+ * for later.
  */
 static void
 run_due_jobs(CcrmRunMode *mode, Oid only_owner)
@@ -582,7 +1055,8 @@ run_due_jobs(CcrmRunMode *mode, Oid only_owner)
 		int64		job_id;
 		TimestampTz slot;
 		bool		isnull;
-		bool		busy;
+		RunResult	result;
+		ErrorData  *error;
 		MemoryContext old;
 		Datum	   *elems;
 		int			n = 0;
@@ -609,8 +1083,10 @@ run_due_jobs(CcrmRunMode *mode, Oid only_owner)
 		job_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		slot = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 
-		(void) CcrmRunJob(mode, job_id, slot, CCRM_RUN_SCHEDULE, &busy);
-		if (busy)
+		(void) run_job_isolated(mode, job_id, slot, CCRM_RUN_SCHEDULE, &result, &error);
+		if (result == RUN_BROKEN)
+			report_step_error(mode, job_id, "run a due slot", error);
+		if (result == RUN_BUSY || result == RUN_BROKEN)
 			busy_jobs = lappend_int64(busy_jobs, job_id, cxt);
 		CHECK_FOR_INTERRUPTS();
 	}

@@ -1,25 +1,35 @@
 /*-------------------------------------------------------------------------
  *
  * scheduler.c
- *	  The background worker that fires due jobs, and its dynamic helpers.
+ *	  The background worker that finds due jobs and hands them to the
+ *	  executor pool.
  *
  * Started by the launcher (launcher.c) once ccrm.database_name exists, the
  * scheduler waits there for CREATE EXTENSION ccrm (looking again every
  * second, logging once), marks runs a crash left "running" as
- * interrupted, then loops: run what is due, sleep on its latch until the
+ * interrupted, then loops: hand on what is due, sleep on its latch until the
  * next due time.  Saving a job sets the latch when the transaction commits,
- * so a changed schedule is seen at once.  Shared memory names the running
- * scheduler (its pid and latch), so there is never a second one.
+ * so a changed schedule is seen at once; an executor that finishes a job
+ * sets it too, so a job the pool had no room for goes out at once.
  *
- * When several jobs are due at once the scheduler runs the first itself and
- * hands others to dynamic background workers, at most
- * ccrm.max_parallel_jobs at a time; each one runs a single job with the
- * same code as ccrm.run_due_jobs() (job_run.c).
+ * The scheduler never runs a job's action, nor any code of a job's owner:
+ * it reads ccrm.job as the bootstrap superuser with ccrm's own queries,
+ * takes and drops a job's lock to see whether it runs elsewhere, and queues
+ * job ids for the executors (executor_pool.c), which run them as
+ * ccrm.run_due_jobs() does (job_run.c).  So one long or broken job does not
+ * hold back the others.  Errors of a pass are logged and the pass is
+ * tried again a second later, without a restart.
+ *
+ * Shared memory names the running scheduler (its pid and latch), so there
+ * is never a second one.  Local state (jobs running elsewhere, jobs an
+ * executor could not record) lives in TopMemoryContext for the life of
+ * the process; each pass runs in a transaction of its own.
  *
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
 #include "spi_debug.h"
+#include "executor_pool.h"
 #include "job.h"
 #include "scheduler.h"
 
@@ -44,12 +54,13 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 PGDLLEXPORT void ccrm_scheduler_main(Datum arg);
-PGDLLEXPORT void ccrm_job_worker_main(Datum arg);
 
+/*---- GUC variables ----*/
 char	   *ccrm_database_name = NULL;
 bool		ccrm_enable_scheduler = true;
 int			ccrm_max_parallel_jobs = 2;
@@ -62,8 +73,14 @@ int			ccrm_job_history_retention = 30 * SECS_PER_DAY;
 #define EXTENSION_POLL_MS 1000
 /* how often a due job that is running elsewhere is looked at again */
 #define BUSY_POLL_MS 1000
+/* how long a job whose run could not even be recorded is left alone */
+#define BROKEN_RETRY_MS 60000
+/* pause after a pass that failed */
+#define ERROR_PAUSE_MS 1000
 /* how often old runs are purged (ccrm.job_history_retention) */
 #define PURGE_EVERY_MS (3600 * 1000)
+/* due jobs read per query */
+#define DUE_BATCH 64
 
 typedef struct SchedulerShared
 {
@@ -72,29 +89,24 @@ typedef struct SchedulerShared
 	Latch	   *latch;			/* the scheduler's, while it runs */
 } SchedulerShared;
 
-/* what a dynamic worker is told */
-typedef struct JobWorkerArgs
-{
-	Oid			dboid;
-	int64		job_id;
-	TimestampTz slot;
-} JobWorkerArgs;
-
-typedef struct InFlight
+/* a due job not to hand on before retry_at */
+typedef struct HeldBack
 {
 	int64		job_id;
-	BackgroundWorkerHandle *handle;
-} InFlight;
+	TimestampTz retry_at;
+} HeldBack;
 
 static SchedulerShared *shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_at_commit = false;
 
-static InFlight *inflight = NULL;
 static TimestampTz last_purge = 0;
-static int	ninflight = 0;
-static int	ready = -1;		/* extension seen: 1 yes, 0 no, -1 not looked yet */
+static int	ready = -1;			/* extension seen: 1 yes, 0 no, -1 not looked yet */
+static HeldBack *held = NULL;	/* CCRM_POOL_MAX * 4 entries */
+static int	nheld = 0;
+
+#define MAX_HELD (CCRM_POOL_MAX * 4)
 
 /* ---------------------------------------------------------------------- */
 
@@ -104,6 +116,7 @@ shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(SchedulerShared)));
+	RequestAddinShmemSpace(CcrmPoolShmemSize());
 }
 
 static void
@@ -121,22 +134,29 @@ shmem_startup(void)
 		shared->pid = 0;
 		shared->latch = NULL;
 	}
+	CcrmPoolShmemInit();
 	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+CcrmSchedulerWake(void)
+{
+	Latch	   *latch;
+
+	if (shared == NULL)
+		return;
+	SpinLockAcquire(&shared->mutex);
+	latch = shared->latch;
+	SpinLockRelease(&shared->mutex);
+	if (latch != NULL)
+		SetLatch(latch);
 }
 
 static void
 xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
-	if (event == XACT_EVENT_COMMIT && wake_at_commit && shared != NULL)
-	{
-		Latch	   *latch;
-
-		SpinLockAcquire(&shared->mutex);
-		latch = shared->latch;
-		SpinLockRelease(&shared->mutex);
-		if (latch != NULL)
-			SetLatch(latch);
-	}
+	if (event == XACT_EVENT_COMMIT && wake_at_commit)
+		CcrmSchedulerWake();
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
 		wake_at_commit = false;
@@ -176,10 +196,14 @@ CcrmSchedulerInit(void)
 							 &ccrm_enable_scheduler, true,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("ccrm.max_parallel_jobs",
-							"Dynamic background workers the scheduler may use for jobs due at the same time.",
-							"0 runs every job in the scheduler itself, one after another.",
-							&ccrm_max_parallel_jobs, 2, 0, 64,
+							"Executor processes that run the scheduler's jobs side by side.",
+							"0 counts as 1: jobs run one after another in one executor.",
+							&ccrm_max_parallel_jobs, 2, 0, CCRM_POOL_MAX,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ccrm.executor_idle_timeout",
+							"How long an executor without work stays before it exits.",
+							NULL, &ccrm_executor_idle_timeout, 60, 1, 24 * 3600,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("ccrm.max_job_failures",
 							"Failed runs in a row after which a job is deactivated (0: never).",
 							NULL, &ccrm_max_job_failures, 5, 0, INT_MAX,
@@ -203,54 +227,6 @@ CcrmSchedulerInit(void)
 
 /* ---------------------------------------------------------------------- */
 
-static void
-forget_stopped_workers(void)
-{
-	for (int i = 0; i < ninflight;)
-	{
-		pid_t		pid;
-
-		if (GetBackgroundWorkerPid(inflight[i].handle, &pid) == BGWH_STOPPED)
-		{
-			pfree(inflight[i].handle);
-			inflight[i] = inflight[--ninflight];
-		}
-		else
-			i++;
-	}
-}
-
-static bool
-start_job_worker(int64 job_id, TimestampTz slot)
-{
-	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
-	JobWorkerArgs args = {MyDatabaseId, job_id, slot};
-	MemoryContext old;
-	bool		ok;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "ccrm");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "ccrm_job_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "ccrm job %lld", (long long) job_id);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "ccrm job");
-	memcpy(worker.bgw_extra, &args, sizeof(args));
-	worker.bgw_notify_pid = MyProcPid;
-
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	ok = RegisterDynamicBackgroundWorker(&worker, &handle);
-	MemoryContextSwitchTo(old);
-	if (!ok)
-		return false;
-	inflight[ninflight].job_id = job_id;
-	inflight[ninflight].handle = handle;
-	ninflight++;
-	return true;
-}
-
 static bool
 ccrm_is_ready(void)
 {
@@ -258,16 +234,116 @@ ccrm_is_ready(void)
 		OidIsValid(get_relname_relid("job", get_namespace_oid(CCRM_SCHEMA, true)));
 }
 
+/* Leave a job alone until retry_at (the later time wins). */
+static void
+hold_back(int64 job_id, TimestampTz retry_at)
+{
+	for (int i = 0; i < nheld; i++)
+		if (held[i].job_id == job_id)
+		{
+			held[i].retry_at = Max(held[i].retry_at, retry_at);
+			return;
+		}
+	if (nheld < MAX_HELD)
+		held[nheld++] = (HeldBack) {job_id, retry_at};
+}
+
+/* Forget what may be retried by now; returns the next retry time, or 0. */
+static TimestampTz
+expire_held(TimestampTz now)
+{
+	TimestampTz next = 0;
+
+	for (int i = 0; i < nheld;)
+	{
+		if (held[i].retry_at <= now)
+			held[i] = held[--nheld];
+		else
+		{
+			if (next == 0 || held[i].retry_at < next)
+				next = held[i].retry_at;
+			i++;
+		}
+	}
+	return next;
+}
+
+/* Jobs not to hand on now: queued or running in the pool, or held back. */
+static ArrayType *
+skip_array(void)
+{
+	int64		ids[CCRM_POOL_MAX * 2];
+	Datum	   *elems = palloc(sizeof(Datum) * (CCRM_POOL_MAX * 2 + MAX_HELD));
+	int			n = CcrmPoolPendingJobs(ids);
+	int			nelems = 0;
+
+	for (int i = 0; i < n; i++)
+		elems[nelems++] = Int64GetDatum(ids[i]);
+	for (int i = 0; i < nheld; i++)
+		elems[nelems++] = Int64GetDatum(held[i].job_id);
+	return construct_array(elems, nelems, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+}
+
+static void
+mark_interrupted(void)
+{
+	int			n = CcrmMarkInterrupted();
+
+	if (n > 0)
+		ereport(LOG,
+				(errmsg("ccrm scheduler marked %d run%s interrupted", n, n == 1 ? "" : "s")));
+}
+
 /*
- * One pass: run or hand out what is due; return how long to sleep (ms).
+ * Housekeeping (ccrm's own SQL) in a subtransaction: a failure is logged
+ * and does not stop the pass.  False when it failed.
+ */
+static bool
+isolated(void (*fn) (void), const char *what)
+{
+	volatile bool ok = true;
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		CcrmSPIConnect();
+		fn();
+		SPI_finish();
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		ereport(LOG,
+				(errmsg("ccrm scheduler could not %s: %s", what, edata->message)));
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	return ok;
+}
+
+/*
+ * One pass: hand on what is due; return how long to sleep (ms).
  */
 static long
 scheduler_pass(bool *first)
 {
-	CcrmRunMode mode = {false, true};
 	long		sleep_ms = MAX_SLEEP_MS;
-	bool		any_busy = false;
-	List	   *busy = NIL;
+	bool		full = false;
+	int64		broken[CCRM_POOL_MAX];
+	int			nbroken;
+	TimestampTz now;
+	TimestampTz retry;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -300,112 +376,97 @@ scheduler_pass(bool *first)
 		return ready == 0 ? EXTENSION_POLL_MS : MAX_SLEEP_MS;
 	}
 
-	if (*first)
-	{
-		int			n = CcrmMarkInterrupted();
-
-		if (n > 0)
-			ereport(LOG,
-					(errmsg("ccrm scheduler marked %d run%s interrupted", n, n == 1 ? "" : "s")));
+	/*
+	 * An executor that died while running a job, or could not record how
+	 * its run ended, left the run "running"
+	 */
+	if ((CcrmPoolReap(broken, &nbroken) || nbroken > 0 || *first) &&
+		isolated(mark_interrupted, "mark interrupted runs"))
 		*first = false;
-	}
+	for (int i = 0; i < nbroken; i++)
+		hold_back(broken[i], TimestampTzPlusMilliseconds(GetCurrentTimestamp(), BROKEN_RETRY_MS));
 	if (TimestampDifferenceExceeds(last_purge, GetCurrentTimestamp(), PURGE_EVERY_MS))
 	{
-		CcrmPurgeJobHistory();
+		(void) isolated(CcrmPurgeJobHistory, "purge old runs");
 		last_purge = GetCurrentTimestamp();
 	}
 
-	for (;;)
+	(void) expire_held(GetCurrentTimestamp());
+	while (!full)
 	{
 		Oid			types[2] = {TIMESTAMPTZOID, INT8ARRAYOID};
 		Datum		args[2];
-		Datum	   *skip;
-		int			nskip = 0;
-		ListCell   *lc;
 		int			ndue;
-		int64		job_id = 0;
-		TimestampTz slot = 0;
-		bool		isnull;
-		bool		job_busy;
+		int			handed = 0;
 
-		forget_stopped_workers();
-		skip = palloc(sizeof(Datum) * (ninflight + list_length(busy) + 1));
-		for (int i = 0; i < ninflight; i++)
-			skip[nskip++] = Int64GetDatum(inflight[i].job_id);
-		foreach(lc, busy)
-			skip[nskip++] = Int64GetDatum(*(int64 *) lfirst(lc));
 		args[0] = TimestampTzGetDatum(GetCurrentTimestamp());
-		args[1] = PointerGetDatum(construct_array(skip, nskip, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[1] = PointerGetDatum(skip_array());
 		if (SPI_execute_with_args("SELECT id, next_run FROM ccrm.job"
 								  " WHERE active AND next_run OPERATOR(pg_catalog.<=) $1"
 								  "   AND id OPERATOR(pg_catalog.<>) ALL ($2)"
-								  " ORDER BY next_run, id LIMIT 65",
+								  " ORDER BY next_run, id LIMIT " CppAsString2(DUE_BATCH),
 								  2, types, args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read ccrm.job");
 		ndue = (int) SPI_processed;
 		if (ndue == 0)
 			break;
 
-		/* the first runs here; others go to dynamic workers while there are some */
 		for (int i = 0; i < ndue; i++)
 		{
+			bool		isnull;
 			int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
 			TimestampTz at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
 
-			if (i == 0)
+			/* running elsewhere (ccrm.run_job, pg_cron, a chain): look later */
+			if (CcrmJobLockedElsewhere(id))
 			{
-				job_id = id;
-				slot = at;
+				hold_back(id, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), BUSY_POLL_MS));
+				continue;
 			}
-			else if (ninflight >= ccrm_max_parallel_jobs || !start_job_worker(id, at))
+			if (!CcrmPoolSubmit(id, at))
+			{
+				full = true;	/* an executor that is done wakes us */
 				break;
-		}
-
-		pgstat_report_activity(STATE_RUNNING, psprintf("ccrm scheduler: running job %lld", (long long) job_id));
-		(void) CcrmRunJob(&mode, job_id, slot, CCRM_RUN_SCHEDULE, &job_busy);
-		if (job_busy)
-		{
-			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-			int64	   *p = palloc(sizeof(int64));
-
-			*p = job_id;
-			busy = lappend(busy, p);
-			MemoryContextSwitchTo(old);
-			any_busy = true;
+			}
+			handed++;
 		}
 		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
+		if (ConfigReloadPending || (handed == 0 && (ndue < DUE_BATCH || nheld >= MAX_HELD)))
 			break;
 	}
 
-	/* sleep until the next due time of a job nobody is running */
+	/* sleep until the next due time of a job that can be handed on */
+	now = GetCurrentTimestamp();
 	{
+		Oid			types[1] = {INT8ARRAYOID};
+		Datum		args[1] = {PointerGetDatum(skip_array())};
 		bool		isnull;
 		Datum		next;
 
-		if (SPI_execute("SELECT pg_catalog.min(next_run) FROM ccrm.job WHERE active", false, 1) != SPI_OK_SELECT)
+		if (SPI_execute_with_args("SELECT pg_catalog.min(next_run) FROM ccrm.job"
+								  " WHERE active AND id OPERATOR(pg_catalog.<>) ALL ($1)",
+								  1, types, args, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read ccrm.job");
 		next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		if (!isnull)
 		{
-			TimestampTz now = GetCurrentTimestamp();
 			TimestampTz at = DatumGetTimestampTz(next);
 
 			if (at <= now)
-				sleep_ms = (ninflight > 0 || any_busy) ? BUSY_POLL_MS : 0;
+				sleep_ms = full ? BUSY_POLL_MS : 1;
 			else
 				sleep_ms = Min((long) ((at - now + 999) / 1000), (long) MAX_SLEEP_MS);
 		}
 	}
-	if (any_busy)
-		sleep_ms = Min(sleep_ms, BUSY_POLL_MS);
-	list_free_deep(busy);
+	retry = expire_held(now);
+	if (retry != 0)
+		sleep_ms = Min(sleep_ms, Max((long) ((retry - now + 999) / 1000), 1L));
 
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
-	pgstat_report_stat(true);
+	pgstat_report_stat(false);
 	return sleep_ms;
 }
 
@@ -426,9 +487,10 @@ scheduler_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused()
 void
 ccrm_scheduler_main(Datum arg)
 {
-	bool		first = true;
+	static bool first = true;	/* static: kept across the longjmp of an error */
 	char	   *dbname;
 	pid_t		other = 0;
+	MemoryContext pass_cxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -436,26 +498,28 @@ ccrm_scheduler_main(Datum arg)
 
 	/* the launcher found the database; if it was dropped since, this fails */
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
-	inflight = MemoryContextAllocZero(TopMemoryContext, sizeof(InFlight) * 65);
+	held = MemoryContextAllocZero(TopMemoryContext, sizeof(HeldBack) * MAX_HELD);
+	pass_cxt = AllocSetContextCreate(TopMemoryContext, "ccrm scheduler pass", ALLOCSET_DEFAULT_SIZES);
 
-	if (shared != NULL)
+	if (shared == NULL)
+		proc_exit(0);			/* not from shared_preload_libraries */
+	SpinLockAcquire(&shared->mutex);
+	if (shared->pid == 0)
 	{
-		SpinLockAcquire(&shared->mutex);
-		if (shared->pid == 0)
-		{
-			shared->pid = MyProcPid;
-			shared->latch = MyLatch;
-		}
-		else
-			other = shared->pid;
-		SpinLockRelease(&shared->mutex);
-		if (other != 0)
-		{
-			ereport(LOG, (errmsg("ccrm scheduler is running already (PID %d)", (int) other)));
-			proc_exit(0);
-		}
-		before_shmem_exit(scheduler_detach, (Datum) 0);
+		shared->pid = MyProcPid;
+		shared->latch = MyLatch;
 	}
+	else
+		other = shared->pid;
+	SpinLockRelease(&shared->mutex);
+	if (other != 0)
+	{
+		ereport(LOG, (errmsg("ccrm scheduler is running already (PID %d)", (int) other)));
+		proc_exit(0);
+	}
+	before_shmem_exit(scheduler_detach, (Datum) 0);
+	CcrmPoolAttachScheduler();
+
 	StartTransactionCommand();
 	dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
 	CommitTransactionCommand();
@@ -477,38 +541,31 @@ ccrm_scheduler_main(Datum arg)
 				proc_exit(0);
 			}
 		}
-		sleep_ms = scheduler_pass(&first);
+
+		MemoryContextSwitchTo(pass_cxt);
+		PG_TRY();
+		{
+			sleep_ms = scheduler_pass(&first);
+		}
+		PG_CATCH();
+		{
+			/* as PostgresMain does after an error: report, abort, go on */
+			HOLD_INTERRUPTS();
+			MemoryContextSwitchTo(pass_cxt);
+			EmitErrorReport();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			RESUME_INTERRUPTS();
+			pgstat_report_activity(STATE_IDLE, NULL);
+			sleep_ms = ERROR_PAUSE_MS;
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(pass_cxt);
+
 		if (sleep_ms > 0)
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 sleep_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
-}
-
-/*
- * A dynamic worker: run one job's due slot, then exit.
- */
-void
-ccrm_job_worker_main(Datum arg pg_attribute_unused())
-{
-	JobWorkerArgs args;
-	CcrmRunMode mode = {false, true};
-	bool		busy;
-
-	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	CcrmSPIConnect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, psprintf("ccrm: running job %lld", (long long) args.job_id));
-	(void) CcrmRunJob(&mode, args.job_id, args.slot, CCRM_RUN_SCHEDULE, &busy);
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	proc_exit(0);
 }

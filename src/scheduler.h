@@ -23,6 +23,9 @@ extern void CcrmSchedulerInit(void);
 /* Ask the scheduler to look at ccrm.job again when this transaction commits. */
 extern void CcrmSchedulerWakeAtCommit(void);
 
+/* Wake the scheduler now (an executor is done, a job changed). */
+extern void CcrmSchedulerWake(void);
+
 /* Whether a scheduler process runs (it announces itself in shared memory). */
 extern bool CcrmSchedulerRunning(void);
 

@@ -15,7 +15,7 @@ $node->init(allows_streaming => 1);
 $node->append_conf('postgresql.conf', q{
 shared_preload_libraries = 'ccrm'
 ccrm.database_name = 'crm'
-ccrm.max_parallel_jobs = 2
+ccrm.max_parallel_jobs = 3
 restart_after_crash = on
 });
 $node->start;
