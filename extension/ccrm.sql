@@ -1597,8 +1597,8 @@ CREATE TABLE ccrm.outbox (
 );
 /* the queue: claims take (available_at, id) order; leases and retries move available_at */
 CREATE INDEX outbox_queue_idx ON ccrm.outbox (channel_id, available_at, id) WHERE status IN ('queued', 'sending');
-CREATE INDEX outbox_purge_idx ON ccrm.outbox (finished_at) WHERE purged_at IS NULL;
-CREATE INDEX outbox_channel_status_idx ON ccrm.outbox (channel_id, status);
+/* finished rows not yet purged: what retention empties (queued and claimed rows have no finished_at) */
+CREATE INDEX outbox_purge_idx ON ccrm.outbox (finished_at) WHERE purged_at IS NULL AND finished_at IS NOT NULL;
 COMMENT ON TABLE ccrm.outbox IS
     'Messages to send: queued, sending (claimed), sent, failed, dead (attempts used up), dropped (quiet hours), suppressed';
 COMMENT ON COLUMN ccrm.outbox.available_at IS 'when it may be claimed: enqueue time, end of quiet hours, of a backoff or of a lease';

@@ -257,4 +257,25 @@ REVOKE ALL ON ccrm.contact, ccrm.crm_user, ccrm.entity, ccrm.custom_field FROM c
 DROP ROLE ccrm_clerk;
 DROP ROLE ccrm_sender;
 
+-- the high-water mark: a claim starts where this session's last one ended, yet
+-- finds what lies behind it: a rolled-back claim, a retry, an expired lease
+SELECT ccrm.create_channel('hwm', 'email');
+SELECT count(*) FROM (SELECT ccrm.enqueue_message('email', 'a' || i || '@example.com', 'b', channel => 'hwm',
+       subject => 's', at => '2026-05-08 09:00+00'::timestamptz + i * interval '1 second') FROM generate_series(1, 6) i) q;
+BEGIN;
+SAVEPOINT s;
+SELECT count(*) AS rolled_back FROM ccrm.claim_messages('hwm', 2, '5 minutes', at => '2026-05-08 10:00+00');
+ROLLBACK TO s;
+SELECT count(*) AS after_the_mark FROM ccrm.claim_messages('hwm', 2, '5 minutes', at => '2026-05-08 10:00+00');
+-- too few after the mark: from the front, so the rolled-back two come back
+SELECT count(*) AS from_the_front FROM ccrm.claim_messages('hwm', 10, '5 minutes', at => '2026-05-08 10:00+00');
+COMMIT;
+SELECT status, count(*) FROM ccrm.outbox WHERE channel_id = (SELECT id FROM ccrm.channels WHERE name = 'hwm') GROUP BY 1;
+-- expired leases and a retry (its backoff: 120 s after the second claim) lie after the mark; all are found
+SELECT count(*) AS expired_leases FROM ccrm.claim_messages('hwm', 10, '5 minutes', at => '2026-05-08 10:06+00');
+SELECT ccrm.mark_failed(o.id, o.claim_token, 'busy', at => '2026-05-08 10:07+00')
+  FROM ccrm.outbox o WHERE o.channel_id = (SELECT id FROM ccrm.channels WHERE name = 'hwm') ORDER BY o.id LIMIT 1;
+SELECT count(*) AS before_backoff FROM ccrm.claim_messages('hwm', 10, '5 minutes', at => '2026-05-08 10:08:59+00');
+SELECT count(*) AS retry FROM ccrm.claim_messages('hwm', 10, '5 minutes', at => '2026-05-08 10:09+00');
+
 DROP EXTENSION ccrm;

@@ -166,6 +166,25 @@ prepare_as_owner(const char *sql, int nargs, Oid *types)
 	return plan;
 }
 
+/*
+ * A plan prepared once per backend as the catalog's owner and kept
+ * (SPI_keepplan); the plan cache re-plans it when the tables change, with
+ * the search_path it was made under.  SPI connected.
+ */
+static SPIPlanPtr
+kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = prepare_as_owner(sql, nargs, types);
+
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not keep an outbox plan");
+		*slot = plan;
+	}
+	return *slot;
+}
+
 static Datum
 column(Datum *values, bool *nulls, int n, Oid type)
 {
@@ -804,8 +823,7 @@ new_token(void)
 	"            c.status AS was_status, o.time_zone, o.country, o.contact_id, o.lead_id, o.user_id," \
 	"            o.address_field)" \
 	" SELECT u.id, u.recipient, u.subject, u.body, u.html_body, u.sender_id," \
-	"        NULLIF(pg_catalog.btrim(pg_catalog.concat_ws(' ', s.firstname, s.lastname)), '')," \
-	"        s.email, u.reply_to, u.encoding, u.segments, u.attempts, u.lease_until," \
+	"        s.name, s.email, u.reply_to, u.encoding, u.segments, u.attempts, u.lease_until," \
 	"        u.was_at, u.was_status, u.time_zone, u.country," \
 	"        CASE WHEN u.user_id IS NOT NULL AND ru.id IS NULL THEN 'the receiving user no longer exists'" \
 	"             WHEN u.contact_id IS NOT NULL AND ct.id IS NULL THEN 'the contact no longer exists'" \
@@ -824,9 +842,13 @@ new_token(void)
 	"                    ELSE 'the recipient has no mobile number any more' END" \
 	"        END" \
 	"   FROM u LEFT JOIN ccrm.contact ct ON ct.id OPERATOR(pg_catalog.=) u.contact_id" \
-	"          LEFT JOIN ccrm.lead l ON l.id OPERATOR(pg_catalog.=) u.lead_id" \
-	"          LEFT JOIN ccrm.crm_user ru ON ru.id OPERATOR(pg_catalog.=) u.user_id" \
-	"          LEFT JOIN ccrm.crm_user s ON s.id OPERATOR(pg_catalog.=) u.sender_id" \
+	"          LEFT JOIN LATERAL (SELECT l.id, l.email, l.mobile, l.email_opt_out FROM ccrm.lead l" \
+	"                              WHERE l.id OPERATOR(pg_catalog.=) u.lead_id OFFSET 0) l ON true" \
+	"          LEFT JOIN LATERAL (SELECT ru.id, ru.email, ru.mobile FROM ccrm.crm_user ru" \
+	"                              WHERE ru.id OPERATOR(pg_catalog.=) u.user_id OFFSET 0) ru ON true" \
+	"          LEFT JOIN LATERAL (SELECT NULLIF(pg_catalog.btrim(pg_catalog.concat_ws(' ', s.firstname, s.lastname)), '')" \
+	"                                    AS name, s.email FROM ccrm.crm_user s" \
+	"                              WHERE s.id OPERATOR(pg_catalog.=) u.sender_id OFFSET 0) s ON true" \
 	"  ORDER BY u.was_at, u.id"
 
 enum
@@ -928,6 +950,7 @@ ccrm_claim_messages(PG_FUNCTION_ARGS)
 				dead = {0};
 	int			nestlevel;
 	bool		sms;
+	static SPIPlanPtr claim_plan = NULL;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -970,7 +993,7 @@ ccrm_claim_messages(PG_FUNCTION_ARGS)
 	nestlevel = CcrmPushSafeSearchPath();
 	if (sms)
 		qh = MsgQuietHoursLoad();
-	plan = prepare_as_owner(CLAIM_SQL, 8, types);
+	plan = kept_plan(&claim_plan, CLAIM_SQL, 8, types);
 	args[0] = Int32GetDatum(ch->id);
 	args[1] = TimestampTzGetDatum(at);
 	args[5] = UUIDPGetDatum(token);
@@ -1128,6 +1151,7 @@ check_token_arg(FunctionCallInfo fcinfo)
 Datum
 ccrm_mark_sent(PG_FUNCTION_ARGS)
 {
+	static SPIPlanPtr plan = NULL;
 	Oid			types[4] = {INT8OID, UUIDOID, TEXTOID, TIMESTAMPTZOID};
 	Datum		args[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
@@ -1142,11 +1166,11 @@ ccrm_mark_sent(PG_FUNCTION_ARGS)
 	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
 	args[3] = TimestampTzGetDatum(at);
 	CcrmSPIConnect();
-	execute_as_owner(NULL, "UPDATE ccrm.outbox SET status = 'sent', provider_id = $3, sent_at = $4, finished_at = $4,"
+	execute_as_owner(kept_plan(&plan, "UPDATE ccrm.outbox SET status = 'sent', provider_id = $3, sent_at = $4, finished_at = $4,"
 					 "       reason = NULL"
 					 " WHERE id OPERATOR(pg_catalog.=) $1 AND claim_token OPERATOR(pg_catalog.=) $2"
 					 "   AND status OPERATOR(pg_catalog.=) 'sending'",
-					 4, types, args, nulls);
+					 4, types), NULL, 0, NULL, args, nulls);
 	done = SPI_processed == 1 ? true : explain_mark(PG_GETARG_INT64(0), PG_GETARG_UUID_P(1), "sent", "mark as sent");
 	SPI_finish();
 	PG_RETURN_BOOL(done);
@@ -1159,6 +1183,7 @@ ccrm_mark_sent(PG_FUNCTION_ARGS)
 Datum
 ccrm_mark_sent_many(PG_FUNCTION_ARGS)
 {
+	static SPIPlanPtr plan = NULL;
 	Oid			types[4] = {INT8ARRAYOID, UUIDOID, TEXTARRAYOID, TIMESTAMPTZOID};
 	Datum		args[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
@@ -1191,13 +1216,13 @@ ccrm_mark_sent_many(PG_FUNCTION_ARGS)
 	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
 	args[3] = TimestampTzGetDatum(at);
 	CcrmSPIConnect();
-	execute_as_owner(NULL, "UPDATE ccrm.outbox o SET status = 'sent', provider_id = x.p, sent_at = $4, finished_at = $4,"
+	execute_as_owner(kept_plan(&plan, "UPDATE ccrm.outbox o SET status = 'sent', provider_id = x.p, sent_at = $4, finished_at = $4,"
 					 "       reason = NULL"
 					 "  FROM (SELECT i.id, CASE WHEN $3 IS NOT NULL THEN ($3)[i.n] END AS p"
 					 "          FROM ROWS FROM (pg_catalog.unnest($1)) WITH ORDINALITY AS i(id, n)) x"
 					 " WHERE o.id OPERATOR(pg_catalog.=) x.id AND o.claim_token OPERATOR(pg_catalog.=) $2"
 					 "   AND o.status OPERATOR(pg_catalog.=) 'sending'",
-					 4, types, args, nulls);
+					 4, types), NULL, 0, NULL, args, nulls);
 	done = SPI_processed;
 	if (done < (uint64) nids)
 	{
