@@ -14,7 +14,10 @@
  *	   pause a channel that keeps failing, then claim new messages through
  *	   ccrm.claim_messages for every channel that has a free slot
  *	   (parallelism), a token (rate limit) and is not paused;
- *	2. after that commit, and only then, start the claimed transfers;
+ *	2. after that commit, and only then, queue the claimed transfers and
+ *	   start those their channel has a free slot for; a healthy channel
+ *	   without a rate limit claims ahead (prefetch_depth), and a slot that
+ *	   frees starts the next queued transfer at once, without a pass;
  *	3. wait on one WaitEventSet for the latch, postmaster death and an epoll
  *	   set that holds libcurl's sockets (CURLMOPT_SOCKETFUNCTION), with
  *	   libcurl's timer as the timeout, and drive libcurl with
@@ -79,6 +82,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -99,6 +103,10 @@ int			ccrm_delivery_poll_interval = 1000;
 #define ERROR_PAUSE_MS 1000
 /* claimed at most at once per channel */
 #define MAX_CLAIM 100
+/* a healthy fast channel claims ahead what its transfers end in about this long */
+#define PREFETCH_WAIT_MS 500
+/* a claimed message starts only while its lease outlasts its timeouts by this much */
+#define START_MARGIN_MS 5000
 /* lease beyond the channel's timeouts */
 #define LEASE_SLACK_S 30
 /* bytes of an answer kept */
@@ -141,7 +149,9 @@ typedef struct Channel
 	bool		seen;			/* still in ccrm.channel at the last load */
 
 	/* the worker's own state */
-	int			inflight;
+	int			inflight;		/* started, not complete */
+	int			queued;			/* claimed, waiting for a free slot */
+	double		avg_us;			/* moving average of a successful transfer's time, 0: none yet */
 	double		tokens;
 	TimestampTz refilled;
 	TimestampTz idle_until;		/* the last claim found less than asked */
@@ -172,6 +182,8 @@ typedef struct Transfer
 	bool		smtp;
 	bool		smtp_error;		/* response holds the first error reply */
 	bool		started;
+	bool		written;		/* its completion is written in this pass */
+	TimestampTz lease_until;	/* the claim holds until then */
 	/* outcome */
 	bool		done;
 	bool		ok;
@@ -204,7 +216,10 @@ static MemoryContext channel_cxt = NULL;
 static TimestampTz loaded_at = 0;
 static Transfer *running = NULL;	/* started, not complete */
 static Transfer *completed = NULL;	/* complete, not yet written */
-static Transfer *claimed = NULL;	/* claimed in this pass, started after commit */
+static Transfer *claimed = NULL;	/* claimed in this pass, queued after commit */
+static Transfer *queue_head = NULL;	/* claimed, committed, waiting for a slot (FIFO) */
+static Transfer *queue_tail = NULL;
+static int	nqueued = 0;
 static int	nrunning = 0;
 static int	ncompleted = 0;
 static TimestampTz completed_since = 0;	/* when completed became non-empty */
@@ -214,6 +229,8 @@ static int	ready = -1;
 static bool woken = false;
 static bool released = false;	/* claims of a dead predecessor ended */
 static TimestampTz worker_started = 0;
+
+static void start_queued(void);
 
 /* ---------------------------------------------------------------------- */
 /* registration, shared memory, wake-up */
@@ -648,6 +665,12 @@ make_transfer(Channel *c, HeapTuple tup, TupleDesc desc)
 	t->id = pg_strtoint64(SPI_getvalue(tup, desc, SPI_fnumber(desc, "id")));
 	t->token = SPI_getvalue(tup, desc, SPI_fnumber(desc, "claim_token"));
 	t->key = SPI_getvalue(tup, desc, SPI_fnumber(desc, "idempotency_key"));
+	{
+		bool		isnull;
+		Datum		lease = SPI_getbinval(tup, desc, SPI_fnumber(desc, "lease_until"), &isnull);
+
+		t->lease_until = isnull ? 0 : DatumGetTimestampTz(lease);
+	}
 	initStringInfo(&t->payload);
 	t->easy = curl_easy_init();
 	if (t->easy == NULL)
@@ -778,11 +801,21 @@ collect_finished(void)
 	{
 		Transfer   *t;
 		Transfer  **pp;
+		Channel    *c;
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
 		judge_transfer(t, msg->data.result);
+		if ((c = find_channel(t->channel_id)) != NULL)
+		{
+			curl_off_t	us = 0;
+
+			c->inflight--;
+			if (t->ok && curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &us) == CURLE_OK)
+				c->avg_us = c->avg_us <= 0 ? (double) us : 0.9 * c->avg_us + 0.1 * (double) us;
+		}
+		t->started = false;		/* no longer counted in flight */
 		curl_multi_remove_handle(multi, t->easy);
 		for (pp = &running; *pp; pp = &(*pp)->next)
 			if (*pp == t)
@@ -793,21 +826,47 @@ collect_finished(void)
 		nrunning--;
 		note_completed(t);
 	}
+	start_queued();
 }
 
+/*
+ * Start queued transfers while their channel has a free slot.  A transfer
+ * whose lease would not outlast its timeouts is not started: it is dropped
+ * here and its message comes back to the queue when the lease ends (no
+ * completion is written for it, and nothing was sent).
+ */
 static void
-start_claimed(void)
+start_queued(void)
 {
-	while (claimed != NULL)
+	Transfer  **pp = &queue_head;
+	Transfer   *prev = NULL;
+	TimestampTz now = 0;
+
+	while (*pp != NULL)
 	{
-		Transfer   *t = claimed;
+		Transfer   *t = *pp;
 		Channel    *c = find_channel(t->channel_id);
 
-		claimed = t->next;
-		if (t->done)
+		if (c != NULL && c->inflight >= c->parallelism)
 		{
-			/* refused before it started: complete it in the next pass */
-			note_completed(t);
+			prev = t;
+			pp = &t->next;
+			continue;
+		}
+		/* off the queue */
+		*pp = t->next;
+		if (queue_tail == t)
+			queue_tail = prev;
+		nqueued--;
+		if (c != NULL)
+			c->queued--;
+		if (now == 0)
+			now = GetCurrentTimestamp();
+		if (c == NULL || (t->lease_until != 0 &&
+						  TimestampTzPlusMilliseconds(now, c->connect_ms + c->send_ms + START_MARGIN_MS) >= t->lease_until))
+		{
+			ereport(DEBUG1, (errmsg("ccrm delivery leaves message " INT64_FORMAT " to the end of its lease", t->id)));
+			free_transfer(t);
 			continue;
 		}
 		if (curl_multi_add_handle(multi, t->easy) != CURLM_OK)
@@ -822,9 +881,47 @@ start_claimed(void)
 		t->next = running;
 		running = t;
 		nrunning++;
-		if (c)
-			c->inflight++;
+		c->inflight++;
 	}
+}
+
+/* After the claims committed: queue them (in the order claimed) and start what has a slot. */
+static void
+start_claimed(void)
+{
+	Transfer   *rev = NULL;
+
+	while (claimed != NULL)
+	{
+		Transfer   *t = claimed;
+
+		claimed = t->next;
+		t->next = rev;
+		rev = t;
+	}
+	while (rev != NULL)
+	{
+		Transfer   *t = rev;
+		Channel    *c = find_channel(t->channel_id);
+
+		rev = t->next;
+		t->next = NULL;
+		if (t->done)
+		{
+			/* refused before it started: complete it in the next pass */
+			note_completed(t);
+			continue;
+		}
+		if (queue_tail)
+			queue_tail->next = t;
+		else
+			queue_head = t;
+		queue_tail = t;
+		nqueued++;
+		if (c)
+			c->queued++;
+	}
+	start_queued();
 }
 
 /* ---------------------------------------------------------------------- */
@@ -836,12 +933,12 @@ static SPIPlanPtr plan_failed = NULL;
 static void
 prepare_plans(void)
 {
-	Oid			st[3] = {INT8OID, token_type, TEXTOID};
+	Oid			st[3] = {INT8ARRAYOID, token_type, TEXTARRAYOID};
 	Oid			ft[4] = {INT8OID, token_type, TEXTOID, BOOLOID};
 
 	if (plan_sent != NULL)
 		return;
-	plan_sent = SPI_prepare("SELECT ccrm.mark_sent($1, $2, $3)", 3, st);
+	plan_sent = SPI_prepare("SELECT ccrm.mark_sent($1, $2, $3)", 3, st);	/* the array form */
 	plan_failed = SPI_prepare("SELECT ccrm.mark_failed($1, $2, $3, $4)", 4, ft);
 	if (plan_sent == NULL || plan_failed == NULL)
 		elog(ERROR, "could not prepare the completion of messages: %s", SPI_result_code_string(SPI_result));
@@ -849,6 +946,11 @@ prepare_plans(void)
 	SPI_keepplan(plan_failed);
 }
 
+/*
+ * Write one completion.  The sent ones of one claim (one token) go together
+ * in one call of the array form of ccrm.mark_sent, with t the first of them
+ * on the completed list: one statement per claim, not per message.
+ */
 static void
 write_completion(Transfer *t)
 {
@@ -858,17 +960,43 @@ write_completion(Transfer *t)
 	char		n[4] = {' ', ' ', ' ', ' '};
 	int			rc;
 
+	if (t->written)
+		return;
 	getTypeInputInfo(token_type, &in, &ioparam);
-	v[0] = Int64GetDatum(t->id);
 	v[1] = OidInputFunctionCall(in, t->token, ioparam, -1);
 	if (t->ok)
 	{
-		v[2] = t->provider_id ? CStringGetTextDatum(t->provider_id) : (Datum) 0;
-		n[2] = t->provider_id ? ' ' : 'n';
+		int			k = 0;
+		int			dims[1];
+		int			lbs[1] = {1};
+		Datum	   *ids;
+		Datum	   *pids;
+		bool	   *pnulls;
+
+		for (Transfer *u = t; u; u = u->next)
+			k += (u->ok && !u->written && strcmp(u->token, t->token) == 0);
+		ids = palloc(sizeof(Datum) * k);
+		pids = palloc(sizeof(Datum) * k);
+		pnulls = palloc(sizeof(bool) * k);
+		k = 0;
+		for (Transfer *u = t; u; u = u->next)
+			if (u->ok && !u->written && strcmp(u->token, t->token) == 0)
+			{
+				ids[k] = Int64GetDatum(u->id);
+				pnulls[k] = u->provider_id == NULL;
+				pids[k] = u->provider_id ? CStringGetTextDatum(u->provider_id) : (Datum) 0;
+				u->written = true;
+				k++;
+			}
+		dims[0] = k;
+		v[0] = PointerGetDatum(construct_array(ids, k, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		v[2] = PointerGetDatum(construct_md_array(pids, pnulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 		rc = SPI_execute_plan(plan_sent, v, n, false, 0);
 	}
 	else
 	{
+		v[0] = Int64GetDatum(t->id);
+		t->written = true;
 		v[2] = CStringGetTextDatum(t->error ? t->error : "unknown failure");
 		v[3] = BoolGetDatum(t->retry);
 		rc = SPI_execute_plan(plan_failed, v, n, false, 0);
@@ -885,8 +1013,6 @@ account(Transfer *t)
 
 	if (c == NULL)
 		return;
-	if (t->started)
-		c->inflight--;
 	if (t->ok)
 	{
 		c->n_sent++;
@@ -999,6 +1125,25 @@ reset_counters(Channel *c)
 	c->last_class = FAIL_NONE;
 }
 
+/*
+ * How many messages a channel claims beyond its free slots, to start them
+ * as slots free up without waiting for a pass: none for a channel with a
+ * rate limit (its tokens are spent at the claim: claiming ahead would let
+ * the starts bunch up), one
+ * that failed lately, or before a transfer succeeded; else as many as its
+ * transfers end in PREFETCH_WAIT_MS by the average time of one, at most
+ * MAX_CLAIM.  A queued message starts well within its lease (start_queued).
+ */
+static int
+prefetch_depth(Channel *c)
+{
+	if (c->rate > 0 || c->avg_us <= 0 || c->failures_in_row > 0 || c->fails_since_success > 0 || c->paused)
+		return 0;
+	return (int) Min((double) MAX_CLAIM, c->parallelism * (PREFETCH_WAIT_MS * 1000.0 / c->avg_us));
+}
+
+static SPIPlanPtr plan_claim = NULL;
+
 /* Claim for one channel what its slots and tokens allow; the rows become transfers. */
 static void
 claim_for(Channel *c, TimestampTz now)
@@ -1017,10 +1162,10 @@ claim_for(Channel *c, TimestampTz now)
 		c->tokens = Min(burst, c->tokens + c->rate * (double) (now - c->refilled) / USECS_PER_SEC);
 		c->refilled = now;
 	}
-	n = c->parallelism - c->inflight;
+	n = c->parallelism + prefetch_depth(c) - c->inflight - c->queued;
 	/* after a pause, one message tries the channel */
 	if (ccrm_delivery_pause_after > 0 && c->failures_in_row >= ccrm_delivery_pause_after)
-		n = c->inflight > 0 ? 0 : 1;
+		n = c->inflight + c->queued > 0 ? 0 : 1;
 	if (c->rate > 0)
 		n = Min(n, (int) c->tokens);
 	n = Min(n, MAX_CLAIM);
@@ -1032,10 +1177,23 @@ claim_for(Channel *c, TimestampTz now)
 	v[1] = Int32GetDatum(n);
 	v[2] = DirectFunctionCall3(interval_in, CStringGetDatum(psprintf("%ld seconds", lease_s)),
 							   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-	if (SPI_execute_with_args("SELECT c.*, COALESCE(o.idempotency_key, 'ccrm-outbox-' OPERATOR(pg_catalog.||) o.id) AS idempotency_key,"
-							  "       o.created_at"
-							  "  FROM ccrm.claim_messages($1, $2, $3) c JOIN ccrm.outbox o ON o.id OPERATOR(pg_catalog.=) c.id", 3, types, v, NULL, false, 0)
-		!= SPI_OK_SELECT)
+	if (plan_claim == NULL)
+	{
+		/*
+		 * The claimed rows' keys by their primary key, one at a time (OFFSET
+		 * 0 keeps the subquery apart): a join would be planned for the
+		 * function's default 1000 rows, as a hash of the whole outbox.
+		 */
+		plan_claim = SPI_prepare("SELECT c.*, o.idempotency_key, o.created_at"
+								 "  FROM ccrm.claim_messages($1, $2, $3) c,"
+								 "       LATERAL (SELECT COALESCE(x.idempotency_key, 'ccrm-outbox-' OPERATOR(pg_catalog.||) x.id) AS idempotency_key,"
+								 "                       x.created_at"
+								 "                  FROM ccrm.outbox x WHERE x.id OPERATOR(pg_catalog.=) c.id OFFSET 0) o",
+								 3, types);
+		if (plan_claim == NULL || SPI_keepplan(plan_claim) != 0)
+			elog(ERROR, "could not prepare the claim of messages: %s", SPI_result_code_string(SPI_result));
+	}
+	if (SPI_execute_plan(plan_claim, v, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not claim messages of channel \"%s\"", c->name);
 	if (!OidIsValid(token_type) && SPI_processed > 0)
 	{
@@ -1174,6 +1332,8 @@ delivery_pass(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	last_pass = GetCurrentTimestamp();
+	for (Transfer *t = completed; t; t = t->next)
+		t->written = false;
 	if (ok)
 	{
 		woken = false;
@@ -1204,7 +1364,7 @@ delivery_pass(void)
 			reset_counters(&channels[i]);
 		/* in-flight counts: recount from what runs */
 		for (int i = 0; i < nchannels; i++)
-			channels[i].inflight = 0;
+			channels[i].inflight = channels[i].queued = 0;
 		for (Transfer *t = running; t; t = t->next)
 		{
 			Channel    *c = find_channel(t->channel_id);
@@ -1212,12 +1372,12 @@ delivery_pass(void)
 			if (c)
 				c->inflight++;
 		}
-		for (Transfer *t = completed; t; t = t->next)
+		for (Transfer *t = queue_head; t; t = t->next)
 		{
 			Channel    *c = find_channel(t->channel_id);
 
-			if (c && t->started)
-				c->inflight++;
+			if (c)
+				c->queued++;
 		}
 	}
 	return ok;
@@ -1258,9 +1418,17 @@ next_pass_at(TimestampTz now)
 		return now;
 	if (completed != NULL)
 	{
-		/* half of what runs, or everything when nothing else runs, or after a short wait */
+		/*
+		 * half of what runs (what may repeat after a crash stays small), or
+		 * everything when nothing else runs, or a channel that claims ahead
+		 * ran low, or after a short wait
+		 */
 		if (nrunning == 0 || ncompleted >= Max(1, nrunning / 2))
 			return now;
+		for (int i = 0; i < nchannels; i++)
+			if (channels[i].queued < channels[i].parallelism && prefetch_depth(&channels[i]) > 0 &&
+				now >= channels[i].idle_until)
+				return now;
 		until = Min(until, TimestampTzPlusMilliseconds(completed_since, COMPLETION_BATCH_MS));
 	}
 	for (int i = 0; i < nchannels && completed == NULL; i++)
@@ -1268,11 +1436,11 @@ next_pass_at(TimestampTz now)
 		Channel    *c = &channels[i];
 		TimestampTz next;
 
-		if (c->endpoint == NULL || c->paused || c->inflight >= c->parallelism ||
-			!ccrm_enable_delivery)
+		if (c->endpoint == NULL || c->paused || !ccrm_enable_delivery ||
+			c->inflight + c->queued >= c->parallelism + prefetch_depth(c))
 			continue;
 		if (ccrm_delivery_pause_after > 0 && c->failures_in_row >= ccrm_delivery_pause_after &&
-			c->inflight > 0)
+			c->inflight + c->queued > 0)
 			continue;
 		next = c->idle_until;
 		if (c->rate > 0)

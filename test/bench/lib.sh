@@ -66,3 +66,8 @@ bench_value_min() {	# name value unit target_min
 calc() {	# format expression
 	awk "BEGIN { printf \"$1\\n\", $2 }"
 }
+
+# BENCH name=<id> value=<v> unit=<u> report  (a figure reported, with no target)
+bench_report() {	# name value unit
+	awk -v name="$1" -v v="$2" -v unit="$3" 'BEGIN { printf "BENCH name=%s value=%g unit=%s report\n", name, v, unit }'
+}

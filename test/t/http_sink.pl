@@ -23,6 +23,7 @@ use HTTP::Response;
 use IO::Socket::SSL;
 use MIME::Base64;
 use POSIX ();
+use Socket qw(IPPROTO_TCP TCP_NODELAY);
 
 my %o = (port => 0, dir => '.');
 GetOptions(\%o, 'port=i', 'dir=s', 'cert=s', 'key=s', 'user=s', 'password=s', 'token=s', 'count-only')
@@ -112,6 +113,9 @@ while (1)
 	if (defined $pid && $pid == 0)
 	{
 		$SIG{CHLD} = 'DEFAULT';
+		# the header and the body of an answer are two writes: without this the
+		# second waits for the client's delayed ACK (40 ms an answer)
+		setsockopt($c, IPPROTO_TCP, TCP_NODELAY, 1);
 		IO::Socket::SSL->start_SSL($c, SSL_server => 1, SSL_cert_file => $o{cert}, SSL_key_file => $o{key})
 		  or POSIX::_exit(1);
 		bless $c, 'CcrmTlsConn';
