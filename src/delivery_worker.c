@@ -1005,6 +1005,48 @@ write_completion(Transfer *t)
 		elog(ERROR, "could not complete message " INT64_FORMAT ": %s", t->id, SPI_result_code_string(rc));
 }
 
+/*
+ * write_completion in a subtransaction.  A completion that fails (its claim
+ * token no longer holds because the lease ran out and another sender took
+ * the message, or any other error) is logged and given up: the message
+ * stays claimed until its lease ends and is then sent again with the same
+ * Message-ID / Idempotency-Key, so nothing is lost, and one bad completion
+ * never makes every later pass fail.
+ */
+static void
+write_completion_isolated(Transfer *t)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		write_completion(t);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		ereport(WARNING,
+				(errmsg("ccrm delivery could not complete message " INT64_FORMAT ": %s",
+						t->id, edata->message),
+				 errdetail("The message stays claimed until its lease ends, then it is sent again "
+						   "with the same Message-ID or Idempotency-Key.")));
+		FreeErrorData(edata);
+		t->written = true;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+}
+
 /* Add what this pass completed to the channel's counters; pause or resume it. */
 static void
 account(Transfer *t)
@@ -1299,7 +1341,7 @@ delivery_pass(void)
 					elog(ERROR, "completions without a claim");
 				prepare_plans();
 				for (Transfer *t = completed; t; t = t->next)
-					write_completion(t);
+					write_completion_isolated(t);
 			}
 			for (Transfer *t = completed; t; t = t->next)
 				account(t);
