@@ -55,6 +55,7 @@
 #include "ccrm.h"
 #include "spi_debug.h"
 #include "delivery.h"
+#include "worker_slot.h"
 #include "scheduler.h"
 
 #include <ctype.h>
@@ -96,6 +97,7 @@ bool		ccrm_enable_delivery = true;
 int			ccrm_delivery_pause_after = 10;
 int			ccrm_delivery_pause_time = 300;
 int			ccrm_delivery_poll_interval = 1000;
+static char *ccrm_delivery_proxy = NULL;
 
 /* how often the channel configuration is read again without a wake-up */
 #define RELOAD_MS 1000
@@ -194,14 +196,7 @@ typedef struct Transfer
 	struct Transfer *next;
 } Transfer;
 
-typedef struct DeliveryShared
-{
-	slock_t		mutex;
-	pid_t		pid;
-	Latch	   *latch;
-} DeliveryShared;
-
-static DeliveryShared *shared = NULL;
+static CcrmWorkerSlot *shared = NULL;	/* the delivery worker's slot */
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_at_commit = false;
@@ -240,40 +235,24 @@ shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(DeliveryShared)));
+	RequestAddinShmemSpace(CcrmWorkerSlotSize());
 }
 
 static void
 shmem_startup(void)
 {
-	bool		found;
-
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	shared = ShmemInitStruct("ccrm delivery", sizeof(DeliveryShared), &found);
-	if (!found)
-	{
-		SpinLockInit(&shared->mutex);
-		shared->pid = 0;
-		shared->latch = NULL;
-	}
+	shared = CcrmWorkerSlotAttach("ccrm delivery");
 	LWLockRelease(AddinShmemInitLock);
 }
 
 static void
 xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
-	if (event == XACT_EVENT_COMMIT && wake_at_commit && shared != NULL)
-	{
-		Latch	   *latch;
-
-		SpinLockAcquire(&shared->mutex);
-		latch = shared->latch;
-		SpinLockRelease(&shared->mutex);
-		if (latch != NULL)
-			SetLatch(latch);
-	}
+	if (event == XACT_EVENT_COMMIT && wake_at_commit)
+		CcrmWorkerSlotWake(shared);
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
 		wake_at_commit = false;
@@ -288,14 +267,7 @@ CcrmDeliveryWakeAtCommit(void)
 bool
 CcrmDeliveryRunning(void)
 {
-	pid_t		pid;
-
-	if (shared == NULL)
-		return false;
-	SpinLockAcquire(&shared->mutex);
-	pid = shared->pid;
-	SpinLockRelease(&shared->mutex);
-	return pid != 0;
+	return CcrmWorkerSlotHolder(shared) != 0;
 }
 
 /* AFTER INSERT ... FOR EACH STATEMENT ON ccrm.outbox: new messages wake the worker. */
@@ -329,6 +301,11 @@ CcrmDeliveryInit(void)
 							"New messages wake it at once; this finds retries and deferred messages that became due.",
 							&ccrm_delivery_poll_interval, 1000, 10, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomStringVariable("ccrm.delivery_proxy",
+							   "The proxy every delivery connection goes through, e.g. http://proxy.example:3128 (empty: none).",
+							   "The server's environment (http_proxy, https_proxy, all_proxy) is never used: mail and SMS go only where this setting says.",
+							   &ccrm_delivery_proxy, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
 
 	RegisterXactCallback(xact_callback, NULL);
 	if (process_shared_preload_libraries_in_progress)
@@ -687,6 +664,8 @@ make_transfer(Channel *c, HeapTuple tup, TupleDesc desc)
 			curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
 			curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
 			curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
+			/* "" turns off libcurl's reading of the proxy environment variables */
+			curl_easy_setopt(t->easy, CURLOPT_PROXY, ccrm_delivery_proxy ? ccrm_delivery_proxy : "");
 			curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, c->connect_ms);
 			curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, c->send_ms);
 			curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYPEER, 1L);
@@ -1430,15 +1409,7 @@ delivery_pass(void)
 static void
 delivery_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
-	if (shared == NULL)
-		return;
-	SpinLockAcquire(&shared->mutex);
-	if (shared->pid == MyProcPid)
-	{
-		shared->pid = 0;
-		shared->latch = NULL;
-	}
-	SpinLockRelease(&shared->mutex);
+	CcrmWorkerSlotLeave(shared);
 }
 
 /* completions are written together: up to this long after the first */
@@ -1578,15 +1549,7 @@ ccrm_delivery_main(Datum arg)
 
 	if (shared != NULL)
 	{
-		SpinLockAcquire(&shared->mutex);
-		if (shared->pid == 0)
-		{
-			shared->pid = MyProcPid;
-			shared->latch = MyLatch;
-		}
-		else
-			other = shared->pid;
-		SpinLockRelease(&shared->mutex);
+		other = CcrmWorkerSlotTake(shared);
 		if (other != 0)
 		{
 			ereport(LOG, (errmsg("ccrm delivery is running already (PID %d)", (int) other)));
@@ -1667,13 +1630,8 @@ ccrm_delivery_main(Datum arg)
 bool
 CcrmIsDeliveryWorker(void)
 {
-	pid_t		pid;
-
 	if (shared == NULL || MyBgworkerEntry == NULL ||
 		strcmp(MyBgworkerEntry->bgw_type, "ccrm delivery") != 0)
 		return false;
-	SpinLockAcquire(&shared->mutex);
-	pid = shared->pid;
-	SpinLockRelease(&shared->mutex);
-	return pid == MyProcPid;
+	return CcrmWorkerSlotHolder(shared) == MyProcPid;
 }

@@ -69,9 +69,9 @@ CcrmCatalogOwner(void)
  * even on error.  An ERROR when the SPI result is not "expect" (0: any
  * success).
  */
-int
-CcrmExecuteAsOwner(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
-				   int expect)
+static int
+execute_as_owner(SPIPlanPtr plan, const char *sql, int nargs, Oid *types, Datum *values,
+				 const char *nulls, int expect)
 {
 	Oid			save_user;
 	int			save_sec;
@@ -83,7 +83,8 @@ CcrmExecuteAsOwner(const char *sql, int nargs, Oid *types, Datum *values, const 
 	SetUserIdAndSecContext(CcrmCatalogOwner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	PG_TRY();
 	{
-		rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+		rc = plan ? SPI_execute_plan(plan, values, nulls, false, 0)
+			: SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
 	}
 	PG_CATCH();
 	{
@@ -95,6 +96,55 @@ CcrmExecuteAsOwner(const char *sql, int nargs, Oid *types, Datum *values, const 
 	SetUserIdAndSecContext(save_user, save_sec);
 	CcrmPopSearchPath(nestlevel);
 	if (rc < 0 || (expect != 0 && rc != expect))
-		elog(ERROR, "ccrm bookkeeping failed (%s): %s", SPI_result_code_string(rc), sql);
+		elog(ERROR, "ccrm bookkeeping failed (%s): %s", SPI_result_code_string(rc),
+			 sql ? sql : "a prepared statement");
 	return rc;
+}
+
+int
+CcrmExecuteAsOwner(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
+				   int expect)
+{
+	return execute_as_owner(NULL, sql, nargs, types, values, nulls, expect);
+}
+
+/* The same for a plan of CcrmPrepareAsOwner. */
+int
+CcrmExecutePlanAsOwner(SPIPlanPtr plan, Datum *values, const char *nulls, int expect)
+{
+	return execute_as_owner(plan, NULL, 0, NULL, values, nulls, expect);
+}
+
+/*
+ * Prepare a statement as the catalog's owner, under the same pinned
+ * search_path, for CcrmExecutePlanAsOwner (hot paths keep such plans).
+ */
+SPIPlanPtr
+CcrmPrepareAsOwner(const char *sql, int nargs, Oid *types)
+{
+	Oid			save_user;
+	int			save_sec;
+	SPIPlanPtr	plan;
+	int			nestlevel;
+
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	nestlevel = CcrmPushSafeSearchPath();
+	SetUserIdAndSecContext(CcrmCatalogOwner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		plan = SPI_prepare(sql, nargs, types);
+	}
+	PG_CATCH();
+	{
+		SetUserIdAndSecContext(save_user, save_sec);
+		AtEOXact_GUC(false, nestlevel);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	SetUserIdAndSecContext(save_user, save_sec);
+	CcrmPopSearchPath(nestlevel);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare ccrm bookkeeping (%s): %s",
+			 SPI_result_code_string(SPI_result), sql);
+	return plan;
 }

@@ -11,6 +11,8 @@
 
 #include "postgres.h"
 
+#include "executor/spi.h"
+
 /* the role owning ccrm's catalog tables (the extension's owner) */
 extern Oid	CcrmCatalogOwner(void);
 
@@ -20,5 +22,9 @@ extern Oid	CcrmCatalogOwner(void);
  */
 extern int	CcrmExecuteAsOwner(const char *sql, int nargs, Oid *types, Datum *values,
 							   const char *nulls, int expect);
+
+/* The same with a plan prepared as the owner (hot paths keep such plans). */
+extern SPIPlanPtr CcrmPrepareAsOwner(const char *sql, int nargs, Oid *types);
+extern int	CcrmExecutePlanAsOwner(SPIPlanPtr plan, Datum *values, const char *nulls, int expect);
 
 #endif							/* CCRM_EXECUTE_AS_OWNER_H */

@@ -117,53 +117,13 @@ MsgOutboxInit(void)
  * Helpers
  * ---------------------------------------------------------------- */
 
-/* Run a prepared plan (or SQL) as the catalog's owner; SPI connected. */
+/* Run a prepared plan (or SQL) as the catalog's owner (execute_as_owner.c); SPI connected. */
 static int
 execute_as_owner(SPIPlanPtr plan, const char *sql, int nargs, Oid *types, Datum *values,
 				 const char *nulls)
 {
-	Oid			save_user;
-	int			save_sec;
-	volatile int rc;
-
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(CcrmCatalogOwner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	PG_TRY();
-	{
-		rc = plan ? SPI_execute_plan(plan, values, nulls, false, 0)
-			: SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_user, save_sec);
-	}
-	PG_END_TRY();
-	if (rc < 0)
-		elog(ERROR, "outbox statement failed: %s", SPI_result_code_string(rc));
-	return rc;
-}
-
-static SPIPlanPtr
-prepare_as_owner(const char *sql, int nargs, Oid *types)
-{
-	Oid			save_user;
-	int			save_sec;
-	SPIPlanPtr volatile plan;
-
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(CcrmCatalogOwner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	PG_TRY();
-	{
-		plan = SPI_prepare(sql, nargs, types);
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_user, save_sec);
-	}
-	PG_END_TRY();
-	if (plan == NULL)
-		elog(ERROR, "could not prepare an outbox statement: %s", SPI_result_code_string(SPI_result));
-	return plan;
+	return plan ? CcrmExecutePlanAsOwner(plan, values, nulls, 0)
+		: CcrmExecuteAsOwner(sql, nargs, types, values, nulls, 0);
 }
 
 /*
@@ -176,7 +136,7 @@ kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 {
 	if (*slot == NULL)
 	{
-		SPIPlanPtr	plan = prepare_as_owner(sql, nargs, types);
+		SPIPlanPtr	plan = CcrmPrepareAsOwner(sql, nargs, types);
 
 		if (SPI_keepplan(plan) != 0)
 			elog(ERROR, "could not keep an outbox plan");
@@ -547,7 +507,7 @@ MsgEnqueueMessages(MsgEnqueue *req, ArrayType *record_ids)
 		b->nulls[c] = palloc(sizeof(bool) * b->cap);
 		types[8 + c] = get_array_type(enq_types[c]);
 	}
-	b->insert = prepare_as_owner(psprintf(
+	b->insert = CcrmPrepareAsOwner(psprintf(
 		"INSERT INTO ccrm.outbox AS o (channel_id, status, available_at, recipient, entity, record_id,"
 		"       contact_id, lead_id, user_id, address_field, time_zone, country, sender_id, reply_to,"
 		"       subject, body, html_body, encoding, segments, template_id, source, source_id,"

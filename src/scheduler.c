@@ -32,6 +32,7 @@
 #include "executor_pool.h"
 #include "job.h"
 #include "scheduler.h"
+#include "worker_slot.h"
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -82,13 +83,6 @@ int			ccrm_job_history_retention = 30 * SECS_PER_DAY;
 /* due jobs read per query */
 #define DUE_BATCH 64
 
-typedef struct SchedulerShared
-{
-	slock_t		mutex;
-	pid_t		pid;			/* the scheduler's, while it runs; else 0 */
-	Latch	   *latch;			/* the scheduler's, while it runs */
-} SchedulerShared;
-
 /* a due job not to hand on before retry_at */
 typedef struct HeldBack
 {
@@ -96,7 +90,7 @@ typedef struct HeldBack
 	TimestampTz retry_at;
 } HeldBack;
 
-static SchedulerShared *shared = NULL;
+static CcrmWorkerSlot *shared = NULL;	/* the scheduler's slot */
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_at_commit = false;
@@ -115,25 +109,17 @@ shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(SchedulerShared)));
+	RequestAddinShmemSpace(CcrmWorkerSlotSize());
 	RequestAddinShmemSpace(CcrmPoolShmemSize());
 }
 
 static void
 shmem_startup(void)
 {
-	bool		found;
-
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	shared = ShmemInitStruct("ccrm scheduler", sizeof(SchedulerShared), &found);
-	if (!found)
-	{
-		SpinLockInit(&shared->mutex);
-		shared->pid = 0;
-		shared->latch = NULL;
-	}
+	shared = CcrmWorkerSlotAttach("ccrm scheduler");
 	CcrmPoolShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -141,15 +127,7 @@ shmem_startup(void)
 void
 CcrmSchedulerWake(void)
 {
-	Latch	   *latch;
-
-	if (shared == NULL)
-		return;
-	SpinLockAcquire(&shared->mutex);
-	latch = shared->latch;
-	SpinLockRelease(&shared->mutex);
-	if (latch != NULL)
-		SetLatch(latch);
+	CcrmWorkerSlotWake(shared);
 }
 
 static void
@@ -172,14 +150,7 @@ CcrmSchedulerWakeAtCommit(void)
 bool
 CcrmSchedulerRunning(void)
 {
-	pid_t		pid;
-
-	if (shared == NULL)
-		return false;
-	SpinLockAcquire(&shared->mutex);
-	pid = shared->pid;
-	SpinLockRelease(&shared->mutex);
-	return pid != 0;
+	return CcrmWorkerSlotHolder(shared) != 0;
 }
 
 void
@@ -473,15 +444,7 @@ scheduler_pass(bool *first)
 static void
 scheduler_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
-	if (shared == NULL)
-		return;
-	SpinLockAcquire(&shared->mutex);
-	if (shared->pid == MyProcPid)
-	{
-		shared->pid = 0;
-		shared->latch = NULL;
-	}
-	SpinLockRelease(&shared->mutex);
+	CcrmWorkerSlotLeave(shared);
 }
 
 void
@@ -503,15 +466,7 @@ ccrm_scheduler_main(Datum arg)
 
 	if (shared == NULL)
 		proc_exit(0);			/* not from shared_preload_libraries */
-	SpinLockAcquire(&shared->mutex);
-	if (shared->pid == 0)
-	{
-		shared->pid = MyProcPid;
-		shared->latch = MyLatch;
-	}
-	else
-		other = shared->pid;
-	SpinLockRelease(&shared->mutex);
+	other = CcrmWorkerSlotTake(shared);
 	if (other != 0)
 	{
 		ereport(LOG, (errmsg("ccrm scheduler is running already (PID %d)", (int) other)));
