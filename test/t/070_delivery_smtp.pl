@@ -18,6 +18,8 @@ use lib $FindBin::RealBin;
 use CcrmDelivery;
 
 my $dir = PostgreSQL::Test::Utils::tempdir;
+# proxy variables that lead nowhere: delivery goes direct all the same
+dead_proxy_environment();
 my ($ca, $cert, $key) = make_certs("$dir/tls");
 mkdir "$dir/sink";
 my @sink_args = ('--dir', "$dir/sink", '--cert', $cert, '--key', $key, '--user', 'crm', '--password', 's3cret');
@@ -40,7 +42,7 @@ $node->safe_psql('postgres', 'CREATE DATABASE crm');
 $node->safe_psql('crm', 'CREATE EXTENSION ccrm');
 
 sub sql { return $node->safe_psql('crm', $_[0]) }
-sub wait_for { my ($q, $what) = @_; ok($node->poll_query_until('crm', $q), $what) }
+sub wait_for { my ($q, $what) = @_; ok($node->poll_query_until('crm', $q), $what) or diag(outbox_state($node)) }
 sub mails_to { my ($re) = @_; return grep { $_->{envelope}{to} =~ $re } received_mails("$dir/sink") }
 
 # -- bad configuration is an error when saved -------------------------------

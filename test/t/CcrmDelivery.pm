@@ -11,7 +11,7 @@ use MIME::Base64;
 use MIME::QuotedPrint;
 use POSIX ();
 
-our @EXPORT = qw(make_certs start_sink kill_sink received_mails received_sms mail_part decode_header_words);
+our @EXPORT = qw(dead_proxy_environment outbox_state make_certs start_sink kill_sink received_mails received_sms mail_part decode_header_words);
 
 my $here = dirname(__FILE__);
 
@@ -153,6 +153,24 @@ sub decode_header_words
 	$v =~ s/\?=\s+=\?/?==?/g;
 	$v =~ s/=\?UTF-8\?B\?([^?]*)\?=/decode_base64($1)/gie;
 	return $v;
+}
+
+# Proxy variables that lead nowhere, as on a machine whose environment sends
+# web traffic through a proxy: the clusters a test starts inherit them, and
+# delivery must go direct all the same (only ccrm.delivery_proxy counts).
+sub dead_proxy_environment
+{
+	$ENV{$_} = 'http://127.0.0.1:9' for qw(http_proxy https_proxy HTTPS_PROXY all_proxy ALL_PROXY);
+	delete $ENV{$_} for qw(no_proxy NO_PROXY);
+}
+
+# The outbox as the worker left it, for the diagnostics of a failed wait.
+sub outbox_state
+{
+	my ($node) = @_;
+	my ($rc, $out) = $node->psql('crm',
+		q{SELECT id, channel_id, idempotency_key, status, attempts, last_error FROM ccrm.outbox ORDER BY id DESC LIMIT 20});
+	return "outbox (newest first):\n$out";
 }
 
 1;
