@@ -3,7 +3,8 @@ EXTENSION   = ccrm
 EXTVERSION := $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" ccrm.control)
 
 MODULE_big  = ccrm
-OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+# sources live in src/<subsystem>/ (core, groups, activities, jobs, actions, messaging, ...)
+OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/*/*.c)))
 # One source, extension/ccrm.sql, is the current version; the versioned
 # install script is generated from it (as pgvector does).  The frozen first
 # install script and every update script ship too, so that older versions can
@@ -20,7 +21,7 @@ REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf
 # storage/bufpage.h leave parameters unused when assertions are off), while
 # every warning in our own code stays on.  GCC ignores the -I that PGXS adds
 # for the same directory.
-PG_CPPFLAGS = -I$(srcdir)/src -isystem $(shell $(PG_CONFIG) --includedir-server) \
+PG_CPPFLAGS = -I$(srcdir)/src $(patsubst %/,-I$(srcdir)/%,$(sort $(wildcard src/*/))) -isystem $(shell $(PG_CONFIG) --includedir-server) \
               $(shell curl-config --cflags)
 # libcurl sends mail and SMS from the delivery worker (delivery_worker.c)
 SHLIB_LINK  = $(shell curl-config --libs)

@@ -4,7 +4,7 @@
 # SPI frees (src/spi_debug.c).  Lists the C files that call SPI_connect directly.
 set -euo pipefail
 cd "$1"
-hits=$(grep -rnE --include='*.c' '\bSPI_connect(_ext)?[[:space:]]*\(' src | grep -v '^src/spi_debug\.c:' || true)
+hits=$(grep -rnE --include='*.c' '\bSPI_connect(_ext)?[[:space:]]*\(' src | grep -v '/spi_debug\.c:' || true)
 if [ -n "$hits" ]; then
 	echo "connect with CcrmSPIConnect() or CcrmSPIConnectExt() from spi_debug.h, not SPI_connect:"
 	echo "$hits"
