@@ -373,6 +373,15 @@ COMMENT ON TABLE ccrm.holiday IS 'Days that are never working days, whatever the
 GRANT SELECT ON ccrm.entity, ccrm.custom_field, ccrm.holiday TO PUBLIC;
 
 /* ------------------------------------------------------------------------
+ * instant.c — the clock rule: the one check of every instant a function acts at
+ * ------------------------------------------------------------------------ */
+CREATE FUNCTION ccrm.check_instant(at timestamptz) RETURNS timestamptz
+    LANGUAGE c IMMUTABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'ccrm_check_instant';
+COMMENT ON FUNCTION ccrm.check_instant(timestamptz) IS
+    'at when it is a finite instant; an error otherwise (what every at argument must be)';
+
+/* ------------------------------------------------------------------------
  * filter.c — JSON filters compiled to SQL
  * ------------------------------------------------------------------------ */
 CREATE FUNCTION ccrm.filter_sql(entity text, filter jsonb, at timestamptz DEFAULT NULL) RETURNS text
@@ -606,18 +615,19 @@ CREATE FUNCTION ccrm.clear_group_override("group" text, member_ids bigint[]) RET
     LANGUAGE c VOLATILE STRICT
     AS 'MODULE_PATHNAME', 'ccrm_clear_group_override';
 
-CREATE FUNCTION ccrm.purge_group_history(older_than interval) RETURNS bigint
+CREATE FUNCTION ccrm.purge_group_history(older_than interval, at timestamptz DEFAULT pg_catalog.now()) RETURNS bigint
     LANGUAGE sql VOLATILE STRICT
     BEGIN ATOMIC
+        SELECT ccrm.check_instant(purge_group_history.at);
         WITH gone AS (
             DELETE FROM ccrm.target_group_membership
              WHERE left_at IS NOT NULL
-               AND left_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) purge_group_history.older_than)
+               AND left_at OPERATOR(pg_catalog.<) (purge_group_history.at OPERATOR(pg_catalog.-) purge_group_history.older_than)
             RETURNING 1)
         SELECT pg_catalog.count(*) FROM gone;
     END;
-COMMENT ON FUNCTION ccrm.purge_group_history(interval) IS
-    'delete closed membership spans that ended longer ago than the interval; returns how many';
+COMMENT ON FUNCTION ccrm.purge_group_history(interval, timestamptz) IS
+    'delete closed membership spans that ended longer than the interval before at; returns how many';
 
 CREATE VIEW ccrm.target_groups WITH (security_invoker = true) AS
     SELECT g.id, g.name, g.entity,
@@ -931,28 +941,39 @@ COMMENT ON FUNCTION ccrm.job_id(text) IS 'the id of a job by name (an error when
 CREATE FUNCTION ccrm.schedule_job(name text, kind text, schedule text,
     "group" text DEFAULT NULL, params jsonb DEFAULT '{}', time_zone text DEFAULT NULL,
     after_job text DEFAULT NULL, active boolean DEFAULT true,
-    owner regrole DEFAULT pg_catalog.quote_ident(CURRENT_USER)::pg_catalog.regrole)
+    owner regrole DEFAULT pg_catalog.quote_ident(CURRENT_USER)::pg_catalog.regrole,
+    at timestamptz DEFAULT pg_catalog.now())
     RETURNS bigint
     LANGUAGE sql VOLATILE
     BEGIN ATOMIC
-        INSERT INTO ccrm.job (name, kind, group_id, params, schedule, time_zone, after_job, active, owner)
+        SELECT ccrm.check_instant(schedule_job.at);
+        -- next_run carries at to the job trigger, which plans the first slot after it (job.c)
+        INSERT INTO ccrm.job (name, kind, group_id, params, schedule, time_zone, after_job, active, owner, next_run)
         VALUES (schedule_job.name, schedule_job.kind,
                 CASE WHEN schedule_job."group" IS NOT NULL THEN ccrm.target_group_id(schedule_job."group") END,
                 COALESCE(schedule_job.params, '{}'), schedule_job.schedule, schedule_job.time_zone,
                 CASE WHEN schedule_job.after_job IS NOT NULL THEN ccrm.job_id(schedule_job.after_job) END,
-                schedule_job.active, schedule_job.owner)
+                schedule_job.active, schedule_job.owner, schedule_job.at)
         RETURNING id;
     END;
-COMMENT ON FUNCTION ccrm.schedule_job(text, text, text, text, jsonb, text, text, boolean, regrole) IS
-    'save a job: what (kind, group, params), when (schedule, time zone), after which job, as whom (another role: admins only)';
+COMMENT ON FUNCTION ccrm.schedule_job(text, text, text, text, jsonb, text, text, boolean, regrole, timestamptz) IS
+    'save a job: what (kind, group, params), when (schedule, time zone; next_run the first slot after at), after which job, as whom (another role: admins only)';
 
 CREATE FUNCTION ccrm.alter_job(job text, schedule text DEFAULT NULL, params jsonb DEFAULT NULL,
     time_zone text DEFAULT NULL, "group" text DEFAULT NULL, after_job text DEFAULT NULL,
-    new_name text DEFAULT NULL)
+    new_name text DEFAULT NULL, at timestamptz DEFAULT pg_catalog.now())
     RETURNS void
     LANGUAGE sql VOLATILE
     BEGIN ATOMIC
+        SELECT ccrm.check_instant(alter_job.at);
         UPDATE ccrm.job j SET
+            -- a new schedule, zone or predecessor plans next_run from at (job.c)
+            next_run = CASE WHEN NULLIF(COALESCE(alter_job.schedule, j.schedule), '') IS DISTINCT FROM j.schedule
+                              OR NULLIF(COALESCE(alter_job.time_zone, j.time_zone), '') IS DISTINCT FROM j.time_zone
+                              OR CASE WHEN alter_job.after_job IS NULL THEN j.after_job
+                                      WHEN alter_job.after_job OPERATOR(pg_catalog.=) '' THEN NULL
+                                      ELSE ccrm.job_id(alter_job.after_job) END IS DISTINCT FROM j.after_job
+                            THEN alter_job.at ELSE j.next_run END,
             schedule = CASE WHEN alter_job.schedule IS NULL THEN j.schedule
                             WHEN alter_job.schedule OPERATOR(pg_catalog.=) '' THEN NULL
                             ELSE alter_job.schedule END,
@@ -968,15 +989,20 @@ CREATE FUNCTION ccrm.alter_job(job text, schedule text DEFAULT NULL, params json
             name = COALESCE(alter_job.new_name, j.name)
          WHERE j.id OPERATOR(pg_catalog.=) ccrm.job_id(alter_job.job);
     END;
-COMMENT ON FUNCTION ccrm.alter_job(text, text, jsonb, text, text, text, text) IS
-    'change what is given (NULL keeps it); '''' clears schedule, time_zone or after_job';
+COMMENT ON FUNCTION ccrm.alter_job(text, text, jsonb, text, text, text, text, timestamptz) IS
+    'change what is given (NULL keeps it); '''' clears schedule, time_zone or after_job; a new timing plans the next run after at';
 
-CREATE FUNCTION ccrm.activate_job(job text) RETURNS void
+CREATE FUNCTION ccrm.activate_job(job text, at timestamptz DEFAULT pg_catalog.now()) RETURNS void
     LANGUAGE sql VOLATILE
     BEGIN ATOMIC
-        UPDATE ccrm.job SET active = true, failures = 0, inactive_reason = NULL
+        SELECT ccrm.check_instant(activate_job.at);
+        UPDATE ccrm.job SET active = true, failures = 0, inactive_reason = NULL,
+               -- an inactive job plans its next run from at (job.c); an active one keeps it
+               next_run = CASE WHEN active THEN next_run ELSE activate_job.at END
          WHERE id OPERATOR(pg_catalog.=) ccrm.job_id(activate_job.job);
     END;
+COMMENT ON FUNCTION ccrm.activate_job(text, timestamptz) IS
+    'activate a job (its failures forgotten); an inactive one runs next at the first slot after at';
 CREATE FUNCTION ccrm.deactivate_job(job text) RETURNS void
     LANGUAGE sql VOLATILE
     BEGIN ATOMIC
@@ -1006,18 +1032,19 @@ CREATE PROCEDURE ccrm.run_due_jobs(at timestamptz DEFAULT pg_catalog.now())
 COMMENT ON PROCEDURE ccrm.run_due_jobs(timestamptz) IS
     'run every job that is due at the instant at, each in its own transaction (for pg_cron: CALL ccrm.run_due_jobs() every minute)';
 
-CREATE FUNCTION ccrm.purge_job_history(older_than interval) RETURNS bigint
+CREATE FUNCTION ccrm.purge_job_history(older_than interval, at timestamptz DEFAULT pg_catalog.now()) RETURNS bigint
     LANGUAGE sql VOLATILE STRICT
     BEGIN ATOMIC
+        SELECT ccrm.check_instant(purge_job_history.at);
         WITH gone AS (
             DELETE FROM ccrm.job_run
              WHERE status OPERATOR(pg_catalog.<>) 'running'
-               AND finished_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) purge_job_history.older_than)
+               AND finished_at OPERATOR(pg_catalog.<) (purge_job_history.at OPERATOR(pg_catalog.-) purge_job_history.older_than)
             RETURNING 1)
         SELECT pg_catalog.count(*) FROM gone;
     END;
-COMMENT ON FUNCTION ccrm.purge_job_history(interval) IS
-    'delete finished runs older than the interval (the scheduler does this by ccrm.job_history_retention)';
+COMMENT ON FUNCTION ccrm.purge_job_history(interval, timestamptz) IS
+    'delete finished runs that finished longer than the interval before at (the scheduler does this by ccrm.job_history_retention)';
 
 CREATE VIEW ccrm.jobs WITH (security_invoker = true) AS
     SELECT j.id, j.name, j.kind, g.name AS "group", j.schedule,
@@ -1052,7 +1079,7 @@ CREATE FUNCTION ccrm.job_refresh_group(job_id bigint, run_id bigint, group_id bi
     LANGUAGE sql VOLATILE
     BEGIN ATOMIC
         SELECT pg_catalog.jsonb_build_object('added', r.added, 'removed', r.removed, 'total', r.total)
-          FROM ccrm.refresh_target_group(job_refresh_group.group_id) r;
+          FROM ccrm.refresh_target_group(job_refresh_group.group_id, job_refresh_group.action_time) r;
     END;
 CREATE FUNCTION ccrm.job_check_no_params(group_id bigint, params jsonb) RETURNS jsonb
     LANGUAGE c STABLE
@@ -1132,22 +1159,23 @@ CREATE FUNCTION ccrm.undo_run(run bigint)
 COMMENT ON FUNCTION ccrm.undo_run(bigint) IS
     'restore the old values a run wrote, where nobody changed them since; reports the records it could not restore';
 
-CREATE FUNCTION ccrm.purge_audit(older_than interval DEFAULT NULL) RETURNS bigint
+CREATE FUNCTION ccrm.purge_audit(older_than interval DEFAULT NULL, at timestamptz DEFAULT pg_catalog.now()) RETURNS bigint
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'ccrm_purge_audit';
-COMMENT ON FUNCTION ccrm.purge_audit(interval) IS
-    'delete the audit of runs that finished longer ago (NULL: ccrm.audit_retention days, 0 = keep) and of runs that are gone';
+COMMENT ON FUNCTION ccrm.purge_audit(interval, timestamptz) IS
+    'delete the audit of runs that finished longer before at (NULL: ccrm.audit_retention days, 0 = keep) and of runs that are gone';
 
 /* ------------------------------------------------------------------------
  * mass_update.c — set fields of a group's members or their contacts/accounts
  * ------------------------------------------------------------------------ */
-CREATE FUNCTION ccrm.mass_update("group" text, target text, assignments jsonb, audit boolean DEFAULT true)
+CREATE FUNCTION ccrm.mass_update("group" text, target text, assignments jsonb, audit boolean DEFAULT true,
+    at timestamptz DEFAULT pg_catalog.now())
     RETURNS bigint
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'ccrm_mass_update';
-COMMENT ON FUNCTION ccrm.mass_update(text, text, jsonb, boolean) IS
+COMMENT ON FUNCTION ccrm.mass_update(text, text, jsonb, boolean, timestamptz) IS
     'set fields of the group''s members (target = its entity) or of their contacts or accounts; '
-    'values: literals, null, {"action": "date"}, {"action": "time"}; returns the run (ccrm.job_run.id)';
+    'values: literals, null, {"action": "date"}, {"action": "time"} (of the instant at); returns the run (ccrm.job_run.id)';
 
 CREATE FUNCTION ccrm.job_mass_update(job_id bigint, run_id bigint, group_id bigint, params jsonb,
     action_time timestamptz, time_zone text) RETURNS jsonb
@@ -1217,12 +1245,13 @@ CREATE FUNCTION ccrm.check_formula(entity text, expression text, field text DEFA
 COMMENT ON FUNCTION ccrm.check_formula(text, text, text) IS
     'check a formula expression (and that it fits the field); returns the SQL it runs as';
 
-CREATE FUNCTION ccrm.run_formulas("group" text, formulas text[] DEFAULT NULL, audit boolean DEFAULT true)
+CREATE FUNCTION ccrm.run_formulas("group" text, formulas text[] DEFAULT NULL, audit boolean DEFAULT true,
+    at timestamptz DEFAULT pg_catalog.now())
     RETURNS bigint
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'ccrm_run_formulas';
-COMMENT ON FUNCTION ccrm.run_formulas(text, text[], boolean) IS
-    'apply the formulas (NULL: every active formula of the group''s entity) to the group''s members; returns the run';
+COMMENT ON FUNCTION ccrm.run_formulas(text, text[], boolean, timestamptz) IS
+    'apply the formulas (NULL: every active formula of the group''s entity) to the group''s members, a run acting at at; returns the run';
 
 CREATE FUNCTION ccrm.job_run_formulas(job_id bigint, run_id bigint, group_id bigint, params jsonb,
     action_time timestamptz, time_zone text) RETURNS jsonb
@@ -1266,11 +1295,12 @@ COMMENT ON FUNCTION ccrm.register_tool(text, text, regprocedure, text) IS
 CREATE FUNCTION ccrm.unregister_tool(name text) RETURNS void
     LANGUAGE c VOLATILE STRICT
     AS 'MODULE_PATHNAME', 'ccrm_unregister_tool';
-CREATE FUNCTION ccrm.run_tool("group" text, tool text, params jsonb DEFAULT '{}') RETURNS bigint
+CREATE FUNCTION ccrm.run_tool("group" text, tool text, params jsonb DEFAULT '{}',
+    at timestamptz DEFAULT pg_catalog.now()) RETURNS bigint
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'ccrm_run_tool';
-COMMENT ON FUNCTION ccrm.run_tool(text, text, jsonb) IS
-    'call a tool with the group''s members, with your privileges; returns the run (ccrm.job_run.id)';
+COMMENT ON FUNCTION ccrm.run_tool(text, text, jsonb, timestamptz) IS
+    'call a tool with the group''s members, with your privileges, a run acting at at; returns the run (ccrm.job_run.id)';
 
 CREATE FUNCTION ccrm.job_run_tool(job_id bigint, run_id bigint, group_id bigint, params jsonb,
     action_time timestamptz, time_zone text) RETURNS jsonb

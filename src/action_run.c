@@ -9,7 +9,8 @@
  *	  Runs.  Every action works for one row of ccrm.job_run.  Called by the
  *	  scheduler, an action gets that row's id; called directly from SQL, it
  *	  inserts its own row (job_id NULL, trigger 'direct', run_as the
- *	  current user, action_time now()) and marks it succeeded with its
+ *	  current user, action_time the instant the caller gives, at => now()
+ *	  by default) and marks it succeeded with its
  *	  counts at the end, all in the caller's transaction.  ccrm.job_run is
  *	  not writable by ordinary roles, so those two statements run as the
  *	  owner of ccrm's catalog (the local user id is switched for them only,
@@ -222,24 +223,29 @@ CcrmRunForJob(int64 run_id, int64 group_id, TimestampTz action_time, const char 
 	return run;
 }
 
-/* A run of an action called from SQL: a new ccrm.job_run row; SPI connected. */
+/*
+ * A run of an action called from SQL, acting at the instant at (its action
+ * time; the action date is its day in the configured zone): a new
+ * ccrm.job_run row; SPI connected.
+ */
 CcrmRun *
-CcrmRunBeginDirect(const char *kind, int64 group_id, const char *detail)
+CcrmRunBeginDirect(const char *kind, int64 group_id, const char *detail, TimestampTz at)
 {
 	CcrmRun    *run;
-	Oid			types[4] = {TEXTOID, INT8OID, OIDOID, TEXTOID};
-	Datum		values[4];
+	Oid			types[5] = {TEXTOID, INT8OID, OIDOID, TEXTOID, TIMESTAMPTZOID};
+	Datum		values[5];
 	bool		isnull;
 
-	run = CcrmRunForJob(0, group_id, GetCurrentTransactionStartTimestamp(), NULL);
+	run = CcrmRunForJob(0, group_id, at, NULL);
 	run->direct = true;
 	values[0] = CStringGetTextDatum(kind);
 	values[1] = Int64GetDatum(group_id);
 	values[2] = ObjectIdGetDatum(GetUserId());
 	values[3] = CStringGetTextDatum(detail);
+	values[4] = TimestampTzGetDatum(at);
 	CcrmExecuteAsOwner("INSERT INTO ccrm.job_run (kind, group_id, trigger, action_time, run_as, status, detail, pid)"
-					   " VALUES ($1, $2, 'direct', pg_catalog.now(), $3::pg_catalog.regrole, 'running', $4, pg_catalog.pg_backend_pid())"
-					   " RETURNING id", 4, types, values, NULL, SPI_OK_INSERT_RETURNING);
+					   " VALUES ($1, $2, 'direct', $5, $3::pg_catalog.regrole, 'running', $4, pg_catalog.pg_backend_pid())"
+					   " RETURNING id", 5, types, values, NULL, SPI_OK_INSERT_RETURNING);
 	run->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	return run;
 }

@@ -88,7 +88,8 @@ extern List *CcrmUpdateTargets(const CcrmGroup *group);
 extern char *CcrmTargetKeySql(const CcrmGroup *group, const char *target);
 
 /* Runs */
-extern CcrmRun *CcrmRunBeginDirect(const char *kind, int64 group_id, const char *detail);
+extern CcrmRun *CcrmRunBeginDirect(const char *kind, int64 group_id, const char *detail,
+								   TimestampTz at);
 extern CcrmRun *CcrmRunForJob(int64 run_id, int64 group_id, TimestampTz action_time,
 							  const char *time_zone);
 extern void CcrmRunFinishDirect(CcrmRun *run, Jsonb *counts);

@@ -26,6 +26,7 @@
 #include "guc_level.h"
 #include "spi_debug.h"
 #include "action_run.h"
+#include "instant.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
@@ -285,19 +286,21 @@ ccrm_undo_run(PG_FUNCTION_ARGS)
 }
 
 /*
- * ccrm.purge_audit(older_than interval DEFAULT NULL) → rows deleted: the
- * audit of runs that finished longer ago (NULL: ccrm.audit_retention days;
- * 0 days keeps everything), and audit whose run is gone.
+ * ccrm.purge_audit(older_than interval DEFAULT NULL, at timestamptz DEFAULT
+ * now()) → rows deleted: the audit of runs that finished longer before at
+ * (NULL: ccrm.audit_retention days; 0 days keeps everything), and audit
+ * whose run is gone.
  */
 Datum
 ccrm_purge_audit(PG_FUNCTION_ARGS)
 {
 	Interval   *older;
-	Oid			type = INTERVALOID;
-	Datum		arg;
+	Oid			types[2] = {INTERVALOID, TIMESTAMPTZOID};
+	Datum		args[2];
 	int64		n;
 	bool		isnull;
 
+	args[1] = TimestampTzGetDatum(CcrmInstantArg(fcinfo, 1));
 	if (PG_ARGISNULL(0))
 	{
 		if (ccrm_audit_retention == 0)
@@ -307,7 +310,7 @@ ccrm_purge_audit(PG_FUNCTION_ARGS)
 	}
 	else
 		older = PG_GETARG_INTERVAL_P(0);
-	arg = IntervalPGetDatum(older);
+	args[0] = IntervalPGetDatum(older);
 
 	CcrmSPIConnect();
 	if (SPI_execute_with_args("WITH gone AS ("
@@ -316,10 +319,10 @@ ccrm_purge_audit(PG_FUNCTION_ARGS)
 							  "                      WHERE r.id OPERATOR(pg_catalog.=) a.run_id"
 							  "                        AND (r.status OPERATOR(pg_catalog.=) 'running'"
 							  "                             OR COALESCE(r.finished_at, r.started_at) OPERATOR(pg_catalog.>=)"
-							  "                                (pg_catalog.now() OPERATOR(pg_catalog.-) $1)))"
+							  "                                ($2 OPERATOR(pg_catalog.-) $1)))"
 							  "  RETURNING 1)"
 							  " SELECT pg_catalog.count(*) FROM gone",
-							  1, &type, &arg, NULL, false, 1) != SPI_OK_SELECT)
+							  2, types, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not purge ccrm.run_audit");
 	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();

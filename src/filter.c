@@ -45,6 +45,7 @@
 #include "code_trust.h"
 #include "spi_debug.h"
 #include "filter.h"
+#include "instant.h"
 #include "setting.h"
 #include "target_group.h"
 #include "type_input.h"
@@ -1069,11 +1070,7 @@ CcrmFilterInstantArg(FunctionCallInfo fcinfo, int argno, TimestampTz *at)
 	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
 		return NULL;
 	*at = PG_GETARG_TIMESTAMPTZ(argno);
-	if (TIMESTAMP_NOT_FINITE(*at))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("the instant a filter is evaluated at must be finite"),
-				 errhint("Pass a timestamptz such as now(), or leave the argument out.")));
+	CcrmCheckInstant(*at, "at");
 	return at;
 }
 

@@ -62,6 +62,7 @@
 #include "privilege.h"
 #include "spi_debug.h"
 #include "action_run.h"
+#include "instant.h"
 #include "code_trust.h"
 #include "run_as_owner.h"
 #include "target_group.h"
@@ -801,7 +802,7 @@ run_formulas_as_runner(CcrmRun *run, CcrmGroup *group, ArrayType *names, bool au
 	return (Jsonb *) DatumGetPointer(CcrmRunConfined(GetUserId(), run_formulas_confined, &a));
 }
 
-/* ccrm.run_formulas(group text, formulas text[], audit boolean) → run id */
+/* ccrm.run_formulas(group text, formulas text[], audit boolean, at timestamptz) → run id */
 Datum
 ccrm_run_formulas(PG_FUNCTION_ARGS)
 {
@@ -810,6 +811,7 @@ ccrm_run_formulas(PG_FUNCTION_ARGS)
 	CcrmRun    *run;
 	ArrayType  *names = PG_ARGISNULL(1) ? NULL : PG_GETARG_ARRAYTYPE_P(1);
 	bool		audit = PG_ARGISNULL(2) ? true : PG_GETARG_BOOL(2);
+	TimestampTz at = CcrmInstantArg(fcinfo, 3);
 	Jsonb	   *counts;
 	int64		run_id;
 	char	   *detail = "every active formula";
@@ -837,7 +839,7 @@ ccrm_run_formulas(PG_FUNCTION_ARGS)
 		getTypeOutputInfo(TEXTARRAYOID, &out, &varlena);
 		detail = psprintf("formulas %s", OidOutputFunctionCall(out, PointerGetDatum(names)));
 	}
-	run = CcrmRunBeginDirect("run_formulas", group_id, detail);
+	run = CcrmRunBeginDirect("run_formulas", group_id, detail, at);
 	counts = run_formulas_as_runner(run, group, names, audit);
 	CcrmRunFinishDirect(run, counts);
 	run_id = run->id;

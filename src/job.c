@@ -12,7 +12,10 @@
  * another role (privilege.c).  Checks of content are skipped while a
  * trusted restore runs (CcrmRestoring); the owner check never is.  It
  * computes next_run when the schedule, zone or state changes and asks the
- * scheduler to look again once the transaction commits.
+ * scheduler to look again once the transaction commits: the first slot
+ * after the clock, or after the instant the statement itself wrote into
+ * next_run (the at of schedule_job, alter_job and activate_job), so that
+ * planning never depends on when it happens.
  *
  * CcrmJobRecheck() checks again, when a job runs, what a restore, a
  * dropped role or a definition given to another role may have changed
@@ -26,6 +29,7 @@
 #include "json_util.h"
 #include "execute_as_owner.h"
 #include "spi_debug.h"
+#include "instant.h"
 #include "job.h"
 #include "privilege.h"
 #include "schedule.h"
@@ -407,6 +411,9 @@ ccrm_job_trigger(PG_FUNCTION_ARGS)
 		bool		after_null;
 		Datum		after_job = get_attr(newtup, desc, "after_job", &after_null);
 		TimestampTz next = 0;
+		TimestampTz from = GetCurrentTimestamp();
+		bool		given_null;
+		Datum		given = get_attr(newtup, desc, "next_run", &given_null);
 
 		if (schedule == NULL && after_null)
 			ereport(ERROR,
@@ -420,9 +427,20 @@ ccrm_job_trigger(PG_FUNCTION_ARGS)
 
 			check_chain(id_null ? 0 : DatumGetInt64(id), name, owner, DatumGetInt64(after_job));
 		}
+
+		/*
+		 * Planned from the clock, or from the instant the statement wrote
+		 * into next_run itself (how schedule_job, alter_job and activate_job
+		 * pass their at): the first slot after it.
+		 */
+		if (!given_null && (is_insert || CcrmColumnChanged(newtup, oldtup, desc, "next_run")))
+		{
+			from = DatumGetTimestampTz(given);
+			CcrmCheckInstant(from, "next_run");
+		}
 		if (schedule != NULL)
 		{
-			next = job_next_run(schedule, time_zone, GetCurrentTimestamp());
+			next = job_next_run(schedule, time_zone, from);
 			if (next == DT_NOEND)
 				next = 0;
 		}

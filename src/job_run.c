@@ -45,6 +45,7 @@
 #include "ccrm.h"
 #include "spi_debug.h"
 #include "execute_as_owner.h"
+#include "instant.h"
 #include "job.h"
 #include "privilege.h"
 #include "run_as_owner.h"
@@ -1148,7 +1149,9 @@ CcrmPurgeJobHistory(void)
 	Oid			types[1] = {INT4OID};
 	Datum		args[1] = {Int32GetDatum(ccrm_job_history_retention)};
 
-	CcrmExecuteAsOwner("SELECT pg_catalog.to_regprocedure('ccrm.purge_audit(interval)') IS NOT NULL",
+	/* purge_audit(interval) before 0.7.0, purge_audit(interval, timestamptz) since */
+	CcrmExecuteAsOwner("SELECT pg_catalog.to_regprocedure('ccrm.purge_audit(interval)') IS NOT NULL"
+				       "    OR pg_catalog.to_regprocedure('ccrm.purge_audit(interval,timestamptz)') IS NOT NULL",
 				       0, NULL, NULL, NULL, 0);
 	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
 		CcrmExecuteAsOwner("SELECT ccrm.purge_audit()", 0, NULL, NULL, NULL, 0);
@@ -1168,26 +1171,6 @@ CcrmPurgeJobHistory(void)
 /* ---------------------------------------------------------------------- */
 
 /*
- * The instant argument argno of run_job and run_due_jobs: a finite
- * timestamptz (now() when the caller left it out).
- */
-static TimestampTz
-run_instant(FunctionCallInfo fcinfo, int argno)
-{
-	TimestampTz at;
-
-	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
-		return GetCurrentTransactionStartTimestamp();
-	at = PG_GETARG_TIMESTAMPTZ(argno);
-	if (TIMESTAMP_NOT_FINITE(at))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("the instant to run at must be finite"),
-				 errhint("Pass a timestamptz such as now(), or leave the argument out.")));
-	return at;
-}
-
-/*
  * ccrm.run_job(id, at): run a job now in the caller's transaction, acting at
  * the instant at (now() by default).
  */
@@ -1205,7 +1188,7 @@ ccrm_run_job(PG_FUNCTION_ARGS)
 	char	   *name;
 	HeapTupleHeader result;
 
-	mode.at = run_instant(fcinfo, 1);
+	mode.at = CcrmInstantArg(fcinfo, 1);
 	CcrmSPIConnect();
 	args[0] = Int64GetDatum(job_id);
 	/* as the caller: row level security shows only their own jobs */
@@ -1254,7 +1237,7 @@ ccrm_run_due_jobs(PG_FUNCTION_ARGS)
 {
 	CcrmRunMode mode = {true, false};
 
-	mode.at = run_instant(fcinfo, 0);
+	mode.at = CcrmInstantArg(fcinfo, 0);
 
 	if (fcinfo->context && IsA(fcinfo->context, CallContext) &&
 		!((CallContext *) fcinfo->context)->atomic)

@@ -37,6 +37,7 @@
 #include "json_util.h"
 #include "spi_debug.h"
 #include "action_run.h"
+#include "instant.h"
 #include "target_group.h"
 #include "type_input.h"
 
@@ -358,6 +359,7 @@ ccrm_mass_update(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 	char	   *detail;
 	int64		run_id;
+	TimestampTz at;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -367,6 +369,7 @@ ccrm_mass_update(PG_FUNCTION_ARGS)
 	target = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	assignments = PG_GETARG_JSONB_P(2);
 	audit = PG_ARGISNULL(3) ? true : PG_GETARG_BOOL(3);
+	at = CcrmInstantArg(fcinfo, 4);
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"set\": {");
@@ -384,7 +387,7 @@ ccrm_mass_update(PG_FUNCTION_ARGS)
 		(void) parse_params(group, params, NULL, &a);	/* check before any write */
 	}
 	detail = psprintf("mass update of %s: %s", target, JsonbToCString(NULL, &assignments->root, VARSIZE(assignments)));
-	run = CcrmRunBeginDirect("mass_update", group_id, detail);
+	run = CcrmRunBeginDirect("mass_update", group_id, detail, at);
 	counts = run_mass_update(run, group, params);
 	CcrmRunFinishDirect(run, counts);
 	run_id = run->id;

@@ -48,6 +48,7 @@
  */
 #include "ccrm.h"
 #include "guc_level.h"
+#include "instant.h"
 #include "execute_as_owner.h"
 #include "spi_debug.h"
 #include "messaging.h"
@@ -156,25 +157,6 @@ column(Datum *values, bool *nulls, int n, Oid type)
 
 	get_typlenbyvalalign(type, &len, &byval, &align);
 	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, type, len, byval, align));
-}
-
-/* A finite instant argument (now() when left out). */
-static TimestampTz
-instant_arg(FunctionCallInfo fcinfo, int argno)
-{
-	TimestampTz at;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("at must not be null"),
-				 errhint("Leave it out for now().")));
-	at = PG_GETARG_TIMESTAMPTZ(argno);
-	if (TIMESTAMP_NOT_FINITE(at))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("at must be a finite instant")));
-	return at;
 }
 
 static char *
@@ -564,7 +546,7 @@ ccrm_enqueue_message(PG_FUNCTION_ARGS)
 	int64		id;
 
 	memset(&req, 0, sizeof(req));
-	req.at = instant_arg(fcinfo, 14);
+	req.at = CcrmInstantArg(fcinfo, 14);
 	if (medium == NULL && channel == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -657,7 +639,7 @@ ccrm_enqueue_template(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("template and record_ids must not be null")));
 	memset(&req, 0, sizeof(req));
-	req.at = instant_arg(fcinfo, 10);
+	req.at = CcrmInstantArg(fcinfo, 10);
 	t = MsgTemplateLookup(text_arg(fcinfo, 0));
 	if (strcmp(t->kind, "task") == 0)
 		ereport(ERROR,
@@ -916,7 +898,7 @@ ccrm_claim_messages(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("channel, n and lease must not be null")));
-	at = instant_arg(fcinfo, 3);
+	at = CcrmInstantArg(fcinfo, 3);
 	n = PG_GETARG_INT32(1);
 	lease = PG_GETARG_INTERVAL_P(2);
 	if (n < 1 || n > MAX_CLAIM)
@@ -1119,7 +1101,7 @@ ccrm_mark_sent(PG_FUNCTION_ARGS)
 	bool		done;
 
 	check_token_arg(fcinfo);
-	at = instant_arg(fcinfo, 3);
+	at = CcrmInstantArg(fcinfo, 3);
 	args[0] = PG_GETARG_DATUM(0);
 	args[1] = PG_GETARG_DATUM(1);
 	args[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
@@ -1153,7 +1135,7 @@ ccrm_mark_sent_many(PG_FUNCTION_ARGS)
 	uint64		done;
 
 	check_token_arg(fcinfo);
-	at = instant_arg(fcinfo, 3);
+	at = CcrmInstantArg(fcinfo, 3);
 	ids = PG_GETARG_ARRAYTYPE_P(0);
 	nids = ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids));
 	if (array_contains_nulls(ids))
@@ -1223,7 +1205,7 @@ ccrm_mark_failed(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("error and retry must not be null"),
 				 errhint("Say what went wrong, and whether sending it again may work.")));
-	at = instant_arg(fcinfo, 4);
+	at = CcrmInstantArg(fcinfo, 4);
 	args[0] = PG_GETARG_DATUM(0);
 	args[1] = PG_GETARG_DATUM(1);
 	args[2] = PG_GETARG_DATUM(2);
@@ -1276,7 +1258,7 @@ ccrm_purge_outbox(PG_FUNCTION_ARGS)
 {
 	Oid			types[2] = {TIMESTAMPTZOID, INTERVALOID};
 	Datum		args[2];
-	TimestampTz at = instant_arg(fcinfo, 1);
+	TimestampTz at = CcrmInstantArg(fcinfo, 1);
 	Interval   *older;
 	uint64		purged;
 

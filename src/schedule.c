@@ -23,6 +23,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "instant.h"
 #include "schedule.h"
 #include "setting.h"
 
@@ -475,11 +476,7 @@ ccrm_next_runs(PG_FUNCTION_ARGS)
 	tz = PG_ARGISNULL(2) ? CcrmSettingTimeZone()
 		: CcrmTimeZone(text_to_cstring(PG_GETARG_TEXT_PP(2)), false);
 	at = PG_ARGISNULL(3) ? GetCurrentTransactionStartTimestamp() : PG_GETARG_TIMESTAMPTZ(3);
-	if (TIMESTAMP_NOT_FINITE(at))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("after must be a finite time, not %s", timestamptz_to_str(at)),
-				 errhint("Give the instant to count from, such as now() or '2026-01-01 00:00+00'.")));
+	CcrmCheckInstant(at, "after");
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	for (int i = 0; i < count; i++)

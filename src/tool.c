@@ -50,8 +50,11 @@
 #include "spi_debug.h"
 #include "action_run.h"
 #include "code_trust.h"
+#include "instant.h"
 #include "privilege.h"
 #include "run_as_owner.h"
+#include "setting.h"
+#include "slots.h"
 #include "target_group.h"
 
 #include "access/htup_details.h"
@@ -307,6 +310,13 @@ typedef struct ToolCall
 	bool		isnull;
 } ToolCall;
 
+/*
+ * The run whose tool is being called (NULL outside call_tool): a tool's
+ * signature carries no instant, so the built-in tools read the action date
+ * of the run they work for here.
+ */
+static const CcrmRun *tool_run = NULL;
+
 /* The call itself, by OID: no name lookup another overload could win. */
 static Datum
 invoke_tool(void *arg)
@@ -334,7 +344,7 @@ invoke_tool(void *arg)
  * returns the counts.  SPI connected.
  */
 static Jsonb *
-call_tool(CcrmGroup *group, Tool *t, Jsonb *params)
+call_tool(const CcrmRun *run, CcrmGroup *group, Tool *t, Jsonb *params)
 {
 	Oid			type = INT8OID;
 	Datum		arg = Int64GetDatum(group->id);
@@ -354,7 +364,20 @@ call_tool(CcrmGroup *group, Tool *t, Jsonb *params)
 	call.params = params;
 	call.isnull = false;
 	SPI_freetuptable(SPI_tuptable);
-	result = DatumGetInt64(CcrmRunConfined(GetUserId(), invoke_tool, &call));
+	{
+		const CcrmRun *outer = tool_run;
+
+		tool_run = run;
+		PG_TRY();
+		{
+			result = DatumGetInt64(CcrmRunConfined(GetUserId(), invoke_tool, &call));
+		}
+		PG_FINALLY();
+		{
+			tool_run = outer;
+		}
+		PG_END_TRY();
+	}
 	initStringInfo(&counts);
 	appendStringInfoString(&counts, "{\"tool\": ");
 	escape_json(&counts, t->name);
@@ -369,7 +392,7 @@ empty_object(void)
 	return CcrmJsonbFromCString("{}");
 }
 
-/* ccrm.run_tool(group text, tool text, params jsonb) → run id */
+/* ccrm.run_tool(group text, tool text, params jsonb, at timestamptz) → run id */
 Datum
 ccrm_run_tool(PG_FUNCTION_ARGS)
 {
@@ -380,11 +403,13 @@ ccrm_run_tool(PG_FUNCTION_ARGS)
 	Jsonb	   *params;
 	Jsonb	   *counts;
 	int64		run_id;
+	TimestampTz at;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("group and tool must not be null")));
+	at = CcrmInstantArg(fcinfo, 3);
 	params = PG_ARGISNULL(2) ? empty_object() : PG_GETARG_JSONB_P(2);
 	if (!JB_ROOT_IS_OBJECT(params) || JB_ROOT_IS_SCALAR(params))
 		ereport(ERROR,
@@ -395,8 +420,8 @@ ccrm_run_tool(PG_FUNCTION_ARGS)
 	group = CcrmGroupLoad(group_id);
 	t = tool_lookup(text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	check_tool_for_group(t, group);
-	run = CcrmRunBeginDirect("run_tool", group_id, psprintf("tool %s", t->name));
-	counts = call_tool(group, t, params);
+	run = CcrmRunBeginDirect("run_tool", group_id, psprintf("tool %s", t->name), at);
+	counts = call_tool(run, group, t, params);
 	CcrmRunFinishDirect(run, counts);
 	run_id = run->id;
 	SPI_finish();
@@ -454,7 +479,7 @@ ccrm_job_run_tool(PG_FUNCTION_ARGS)
 	CcrmSPIConnect();
 	t = parse_job_params(PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), &tool_params);
 	group = CcrmGroupLoad(run->group_id);
-	result = SPI_datumTransfer(JsonbPGetDatum(call_tool(group, t, tool_params)), false, -1);
+	result = SPI_datumTransfer(JsonbPGetDatum(call_tool(run, group, t, tool_params)), false, -1);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }
@@ -586,8 +611,9 @@ ccrm_tool_set_owner(PG_FUNCTION_ARGS)
 /*
  * ccrm.tool_create_task(entity text, member_ids bigint[], params jsonb):
  * a task per member for a user (default: the record's owner; records
- * without one are skipped), due in N days from today in the time_zone
- * setting.
+ * without one are skipped), due N days after the action date of the run
+ * that calls it (ccrm.run_tool's at, a job's slot); called outside a run,
+ * after the day the transaction began in the time_zone setting.
  */
 Datum
 ccrm_tool_create_task(PG_FUNCTION_ARGS)
@@ -601,9 +627,9 @@ ccrm_tool_create_task(PG_FUNCTION_ARGS)
 	char	   *days;
 	char	   *priority;
 	int64		user;
-	Oid			types[7] = {INT8ARRAYOID, TEXTOID, TEXTOID, INT8OID, INT4OID, TEXTOID, TEXTOID};
-	Datum		args[7];
-	char		nulls[8] = "       ";
+	Oid			types[8] = {INT8ARRAYOID, TEXTOID, TEXTOID, INT8OID, INT4OID, TEXTOID, TEXTOID, DATEOID};
+	Datum		args[8];
+	char		nulls[9] = "        ";
 	int64		n;
 	int			nestlevel;
 
@@ -643,14 +669,16 @@ ccrm_tool_create_task(PG_FUNCTION_ARGS)
 	args[4] = Int32GetDatum(days ? pg_strtoint32(days) : 0);
 	args[5] = CStringGetTextDatum(priority ? priority : "normal");
 	args[6] = CStringGetTextDatum(entity);
+	args[7] = DateADTGetDatum(tool_run ? tool_run->action_date
+							  : CcrmLocalDate(GetCurrentTransactionStartTimestamp(), CcrmSettingTimeZone()));
 	if (SPI_execute_with_args(psprintf("INSERT INTO ccrm.activity (kind, subject, description, user_id, %s, due_on, priority)"
 									   " SELECT 'task', $2, $3, COALESCE($4, e.owner_id), e.id,"
-									   "        CURRENT_DATE OPERATOR(pg_catalog.+) $5, $6"
+									   "        $8 OPERATOR(pg_catalog.+) $5, $6"
 									   "   FROM ccrm.%s e WHERE e.id OPERATOR(pg_catalog.=) ANY ($1)"
 									   "    AND COALESCE($4, e.owner_id) IS NOT NULL AND $7 IS NOT NULL"
 									   "  ORDER BY e.id",
 									   link, quote_identifier(entity)),
-							  7, types, args, nulls, false, 0) != SPI_OK_INSERT)
+							  8, types, args, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not create tasks");
 	n = SPI_processed;
 	CcrmPopSearchPath(nestlevel);

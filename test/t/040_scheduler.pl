@@ -2,7 +2,8 @@
 # overlapping; after downtime a missed job runs once; a run whose backend is
 # killed with SIGKILL is marked interrupted, kept nothing, and the job runs
 # again later; a streaming standby runs nothing and, promoted, goes on without
-# running a slot twice; pg_cron calling ccrm.run_due_jobs() does the same work.
+# running a slot twice; pg_cron calling ccrm.run_due_jobs() does the same work;
+# the worker purges the audit of old runs (through purge_audit of any version).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -88,12 +89,22 @@ $node->append_conf('postgresql.conf', "ccrm.enable_scheduler = off\n");
 $node->start;
 # five hourly slots missed while the server was down
 $node->safe_psql('crm', q{UPDATE ccrm.job SET next_run = now() - interval '5 hours' WHERE name = 'hourly'});
+# and a mass update that finished long ago, with its audit: the worker's first
+# pass purges it (ccrm.purge_audit, found by its 0.7.0 signature (interval, at))
+$node->safe_psql('crm', q{
+WITH r AS (INSERT INTO ccrm.job_run (kind, trigger, action_time, run_as, status, started_at, finished_at)
+           VALUES ('mass_update', 'direct', now() - interval '400 days', 'postgres', 'succeeded',
+                   now() - interval '400 days', now() - interval '400 days') RETURNING id)
+INSERT INTO ccrm.run_audit (run_id, step, entity, record_id, old_values, new_values)
+SELECT id, 1, 'contact', 1, '{}', '{}' FROM r});
 $node->stop;
 $node->append_conf('postgresql.conf', "ccrm.enable_scheduler = on\n");
 $node->start;
 wait_for($node, q{SELECT count(*) = 1 FROM ccrm.job_run r JOIN ccrm.job j ON j.id = r.job_id
                    WHERE j.name = 'hourly' AND r.status = 'succeeded'},
 	'the missed job ran after the restart');
+wait_for($node, q{SELECT count(*) = 0 FROM ccrm.run_audit},
+	'the worker purged the audit of a run older than ccrm.audit_retention');
 sleep 2;
 is($node->safe_psql('crm', q{SELECT count(*) FROM ccrm.job_run r JOIN ccrm.job j ON j.id = r.job_id
                               WHERE j.name = 'hourly'}), '1', 'once, not once per missed slot');
