@@ -84,7 +84,7 @@ CREATE TABLE ccrm.campaign_member (
     added_from   text,
     added_by     name NOT NULL DEFAULT CURRENT_USER,
     email_status text CHECK (email_status IN ('pending', 'queued', 'campaign ended', 'opted out',
-                                              'no address', 'same address', 'not sent')),
+                                              'no address', 'same address', 'already emailed', 'not sent')),
     emailed_at   timestamptz,
     message_id   bigint,
     CONSTRAINT campaign_member_one CHECK ((contact_id IS NULL) <> (lead_id IS NULL))
@@ -221,7 +221,7 @@ CREATE FUNCTION ccrm.campaign_template_id(template text) RETURNS bigint
 DECLARE
     t record;
 BEGIN
-    SELECT m.id, m.kind INTO t FROM ccrm.message_template m WHERE m.name OPERATOR(pg_catalog.=) template;
+    SELECT m.id, m.kind, m.entity INTO t FROM ccrm.message_template m WHERE m.name OPERATOR(pg_catalog.=) template;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = pg_catalog.format('message template "%s" does not exist', template),
@@ -231,6 +231,11 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
             MESSAGE = pg_catalog.format('message template "%s" is a %s template, not an email', template, t.kind),
             HINT = 'A campaign sends an email template to the members who join it.';
+    END IF;
+    IF t.entity OPERATOR(pg_catalog.<>) 'contact' THEN
+        RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+            MESSAGE = pg_catalog.format('message template "%s" is for %s, not contacts', template, t.entity),
+            HINT = 'Campaigns send templates of entity contact; leads get them with their own fields and the fallbacks of the rest.';
     END IF;
     RETURN t.id;
 END
@@ -393,6 +398,12 @@ CREATE FUNCTION ccrm.campaign_members_sql(campaign_id bigint) RETURNS text
                                  ' WHERE s.campaign_id OPERATOR(pg_catalog.=) %s', campaign_members_sql.campaign_id);
     END;
 
+/* Join emails of the pending members of a campaign (campaign_email.c); its
+ * caller holds the campaign's lock. */
+CREATE FUNCTION ccrm.campaign_send_join_emails(campaign_id bigint, at timestamptz) RETURNS bigint
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'ccrm_campaign_send_join_emails';
+
 /* Insert the rows of src_sql as members of the locked campaign c; the new
  * ones are due a join email when c has a template set at or before at
  * (after the estimated end date: skipped, "campaign ended"). */
@@ -422,6 +433,9 @@ BEGIN
         ' ON CONFLICT DO NOTHING RETURNING 1)'
         ' SELECT pg_catalog.count(*) FROM ins', src_sql)
         INTO n USING c.id, at, how, source, status;
+    IF status OPERATOR(pg_catalog.=) 'pending' AND n OPERATOR(pg_catalog.>) 0 THEN
+        PERFORM ccrm.campaign_send_join_emails(c.id, at);
+    END IF;
     RETURN n;
 END
 $$;
@@ -629,7 +643,7 @@ COMMENT ON FUNCTION ccrm.restore_campaign_members(text, bigint[], timestamptz) I
  * ------------------------------------------------------------------------ */
 CREATE FUNCTION ccrm.campaign_email_key(email text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN NULLIF(pg_catalog.lower(pg_catalog.btrim(email)), '');
+    RETURN NULLIF(pg_catalog.lower(pg_catalog.btrim(email, E' \t\r\n')), '');
 COMMENT ON FUNCTION ccrm.campaign_email_key(text) IS
     'an address as campaigns compare it: trimmed, lower-case; NULL when empty';
 
@@ -735,20 +749,90 @@ BEGIN
            pg_catalog.count(e.k) OPERATOR(pg_catalog.-) pg_catalog.count(DISTINCT e.k),
            pg_catalog.count(e.account_id) OPERATOR(pg_catalog.-) pg_catalog.count(DISTINCT e.account_id),
            pg_catalog.count(*) FILTER (WHERE e.email_status OPERATOR(pg_catalog.=) 'queued'),
-           pg_catalog.count(*) FILTER (WHERE e.email_status OPERATOR(pg_catalog.=) 'pending')
+           pg_catalog.count(*) FILTER (WHERE e.email_status OPERATOR(pg_catalog.=) 'pending'),
+           pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+               'campaign ended', NULLIF(pg_catalog.count(*) FILTER (WHERE e.email_status OPERATOR(pg_catalog.=) 'campaign ended'), 0),
+               'opted out', NULLIF(pg_catalog.count(*) FILTER (WHERE e.email_status OPERATOR(pg_catalog.=) 'opted out'), 0),
+               'no address', NULLIF(pg_catalog.count(*) FILTER (WHERE e.email_status OPERATOR(pg_catalog.=) 'no address'), 0),
+               'same address', NULLIF(pg_catalog.count(*) FILTER (WHERE e.email_status OPERATOR(pg_catalog.=) 'same address'), 0),
+               'already emailed', NULLIF(pg_catalog.count(*) FILTER (WHERE e.email_status OPERATOR(pg_catalog.=) 'already emailed'), 0),
+               'not sent', NULLIF(pg_catalog.count(*) FILTER (WHERE e.email_status OPERATOR(pg_catalog.=) 'not sent'), 0))),
+           (SELECT pg_catalog.count(*) FROM ccrm.campaign_removal r
+             WHERE r.campaign_id OPERATOR(pg_catalog.=) c.id AND r.restored_at IS NULL)
       INTO members, contacts, leads, accounts, with_email, without_email, opted_out,
-           email_duplicates, account_duplicates, emailed, email_pending
+           email_duplicates, account_duplicates, emailed, email_pending, email_skipped, removed
       FROM e;
-    SELECT COALESCE(pg_catalog.jsonb_object_agg(s.email_status, s.n), '{}')
-      INTO email_skipped
-      FROM (SELECT m.email_status, pg_catalog.count(*) AS n FROM ccrm.campaign_member m
-             WHERE m.campaign_id OPERATOR(pg_catalog.=) c.id
-               AND m.email_status NOT IN ('queued', 'pending')
-             GROUP BY m.email_status) s;
-    SELECT pg_catalog.count(*) INTO removed FROM ccrm.campaign_removal r
-     WHERE r.campaign_id OPERATOR(pg_catalog.=) c.id AND r.restored_at IS NULL;
 END
 $$;
 COMMENT ON FUNCTION ccrm.campaign_summary(text) IS
     'members by kind, accounts, with and without email, opted out, duplicates still present, join emails, removals';
+
+
+/* ------------------------------------------------------------------------
+ * tool.c — the built-in tools add_to_campaign and remove_from_campaign
+ * {"campaign": name, "at": instant (default now())}; their names are
+ * reserved (the update to 0.7.0 stops if a tool has one)
+ * ------------------------------------------------------------------------ */
+CREATE FUNCTION ccrm.tool_group_entity() RETURNS text
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'ccrm_tool_group_entity';
+COMMENT ON FUNCTION ccrm.tool_group_entity() IS
+    'the entity of the group the running tool was called for (NULL outside a tool run)';
+
+/* The campaign tools: members of a contact, account (their contacts) or lead group. */
+CREATE FUNCTION ccrm.campaign_tool(member_ids bigint[], params jsonb, adding boolean) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    entity text := ccrm.tool_group_entity();
+    tool text := CASE WHEN adding THEN 'add_to_campaign' ELSE 'remove_from_campaign' END;
+    campaign text := params OPERATOR(pg_catalog.->>) 'campaign';
+    at timestamptz;
+    contact_ids bigint[];
+    lead_ids bigint[];
+BEGIN
+    IF campaign IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_object_keys(params) k
+                                    WHERE k NOT IN ('campaign', 'at')) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('tool %s takes {"campaign": name} and optionally "at"', tool),
+            HINT = pg_catalog.format('Run it as ccrm.run_tool(group, %s, ''{"campaign": "Spring event"}'').',
+                                     pg_catalog.quote_literal(tool));
+    END IF;
+    at := COALESCE((params OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz, pg_catalog.now());
+    IF entity IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = pg_catalog.format('tool %s runs for the members of a group', tool),
+            HINT = 'Call it through ccrm.run_tool or a run_tool job.';
+    ELSIF entity OPERATOR(pg_catalog.=) 'contact' THEN
+        contact_ids := member_ids;
+    ELSIF entity OPERATOR(pg_catalog.=) 'account' THEN
+        contact_ids := ARRAY(SELECT c.id FROM ccrm.contact c
+                              WHERE c.account_id OPERATOR(pg_catalog.=) ANY (member_ids));
+    ELSIF entity OPERATOR(pg_catalog.=) 'lead' THEN
+        lead_ids := member_ids;
+    ELSE
+        PERFORM ccrm.campaign_wrong_entity(entity, 'group of the tool run');
+    END IF;
+    IF adding THEN
+        RETURN ccrm.campaign_add_ids(campaign, contact_ids, lead_ids, at, 'tool', tool);
+    END IF;
+    RETURN ccrm.campaign_remove_ids(campaign, contact_ids, lead_ids, at, 'tool', tool);
+END
+$$;
+CREATE FUNCTION ccrm.tool_add_to_campaign(member_ids bigint[], params jsonb) RETURNS bigint
+    LANGUAGE sql VOLATILE
+    BEGIN ATOMIC
+        SELECT ccrm.campaign_tool(tool_add_to_campaign.member_ids, tool_add_to_campaign.params, true);
+    END;
+CREATE FUNCTION ccrm.tool_remove_from_campaign(member_ids bigint[], params jsonb) RETURNS bigint
+    LANGUAGE sql VOLATILE
+    BEGIN ATOMIC
+        SELECT ccrm.campaign_tool(tool_remove_from_campaign.member_ids, tool_remove_from_campaign.params, false);
+    END;
+INSERT INTO ccrm.tool (name, entity, function, description, owner, builtin) VALUES
+    ('add_to_campaign', NULL, 'ccrm.tool_add_to_campaign(bigint[], jsonb)',
+     'add the members (accounts: their contacts) to a campaign: {"campaign": name}', DEFAULT, true),
+    ('remove_from_campaign', NULL, 'ccrm.tool_remove_from_campaign(bigint[], jsonb)',
+     'remove the members (accounts: their contacts) from a campaign: {"campaign": name}', DEFAULT, true);
 /* ---- campaigns: end ---- */

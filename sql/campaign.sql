@@ -183,7 +183,7 @@ SELECT pg_temp.members('Spring event');
 -- owners: a role sees only the campaigns it may use, and their members and log
 CREATE ROLE ccrm_camp_alice;
 CREATE ROLE ccrm_camp_bob;
-GRANT SELECT ON ccrm.contact, ccrm.lead, ccrm.account TO ccrm_camp_alice, ccrm_camp_bob;
+GRANT SELECT ON ccrm.contact, ccrm.lead, ccrm.account, ccrm.crm_user TO ccrm_camp_alice, ccrm_camp_bob;
 SET ROLE ccrm_camp_alice;
 SELECT ccrm.create_campaign('Alice only') IS NOT NULL AS created;
 SELECT ccrm.add_to_campaign('Alice only', contact_ids => '{1,2}', at => '2026-03-08 08:00+00');
@@ -210,6 +210,132 @@ SELECT count(*) FROM ccrm.campaign_removal WHERE campaign_id = :calls;
 DELETE FROM ccrm.contact WHERE id = 7;
 SELECT pg_temp.members('Spring event');
 
+-- join emails: members added after the template was set (and not after
+-- the estimated end date) get it through the outbox, once per address
+SELECT ccrm.create_channel('mail', 'email', is_default => true);
+INSERT INTO ccrm.crm_user (id, username, firstname, email) VALUES (2, 'sanna', 'Sanna', 'sanna@ourfirm.fi');
+SELECT ccrm.create_message_template('Invitation', 'email', 'contact',
+    subject => 'Invitation: $campaign-name$ ($campaign-number$)',
+    body => 'Dear $contact-firstname|guest$ of $account-name|your company$, welcome on $campaign-start_date$. $sender-firstname$',
+    sender_id => 2);
+SELECT ccrm.create_message_template('Reminder', 'email', 'contact', subject => 'Reminder: $campaign-name$', body => 'See you, $contact-firstname$');
+SELECT ccrm.create_message_template('Lead letter', 'email', 'lead', subject => 'x', body => 'y');
+SELECT ccrm.create_message_template('A call', 'task', 'contact', subject => 'Call $contact-firstname$');
+SELECT * FROM pg_temp.err($$SELECT ccrm.create_campaign('Bad', email_template => 'Lead letter')$$);
+SELECT * FROM pg_temp.err($$SELECT ccrm.create_campaign('Bad', email_template => 'A call')$$);
+-- campaign tags are known to every template, empty outside campaigns
+SELECT subject FROM ccrm.render_message('Reminder', 'contact', 1);
+SELECT ccrm.create_campaign('Gala', number => 'GALA-1', start_date => '2026-06-01', estimated_end_date => '2026-06-10') AS gala \gset
+-- members added before the template get nothing
+SELECT ccrm.add_to_campaign('Gala', contact_ids => '{1}', at => '2026-05-01 08:00+00');
+SELECT ccrm.alter_campaign('Gala', email_template => 'Invitation', at => '2026-05-02 08:00+00');
+-- after: contacts 2 (same address as 1, who got nothing), 5, 6 (empty address), 8,
+-- 4 (opted out); leads 1 (YRJO@, no contact with it here), 3 (same address as 8)
+UPDATE ccrm.lead SET email = ' Ake@Example.COM' WHERE id = 3;
+SELECT ccrm.add_to_campaign('Gala', contact_ids => '{2,4,5,6,8}', lead_ids => '{1,3}', at => '2026-05-03 08:00+00');
+SELECT contact_id, lead_id, email_status, emailed_at, message_id IS NOT NULL AS has_message
+  FROM ccrm.campaign_member WHERE campaign_id = :gala ORDER BY lead_id IS NOT NULL, coalesce(contact_id, lead_id);
+SELECT entity, record_id, contact_id, lead_id, recipient, subject, body, source, source_id = :gala AS this_campaign,
+       idempotency_key, status, owner = current_user::regrole AS owner_is_campaign_owner
+  FROM ccrm.outbox ORDER BY id;
+-- adding again, removing and re-adding: no second email
+SELECT ccrm.add_to_campaign('Gala', contact_ids => '{2,5}', at => '2026-05-04 08:00+00');
+SELECT ccrm.remove_from_campaign('Gala', contact_ids => '{5}', at => '2026-05-04 09:00+00');
+SELECT ccrm.add_to_campaign('Gala', contact_ids => '{5}', at => '2026-05-04 10:00+00');
+SELECT contact_id, email_status, message_id = (SELECT id FROM ccrm.outbox WHERE contact_id = 5) AS same_message
+  FROM ccrm.campaign_member WHERE campaign_id = :gala AND contact_id = 5;
+-- another member with an address emailed already
+UPDATE ccrm.contact SET email = 'URSULA@beta.se ' WHERE id = 3;
+SELECT ccrm.add_to_campaign('Gala', contact_ids => '{3}', at => '2026-05-04 11:00+00');
+SELECT email_status, message_id = (SELECT id FROM ccrm.outbox WHERE contact_id = 5) AS that_message
+  FROM ccrm.campaign_member WHERE campaign_id = :gala AND contact_id = 3;
+-- an address the outbox cannot use
+INSERT INTO ccrm.contact (id, firstname, email) VALUES (9, 'Kalle', 'kalle at example'), (10, 'Kaisa', 'kaisa@example.com');
+SELECT ccrm.add_to_campaign('Gala', contact_ids => '{9}', at => '2026-05-05 08:00+00');
+SELECT c.email_status, o.status, o.reason FROM ccrm.campaign_member c JOIN ccrm.outbox o ON o.id = c.message_id
+ WHERE c.campaign_id = :gala AND c.contact_id = 9;
+SELECT count(*) AS messages FROM ccrm.outbox;
+-- after the estimated end date (in the time_zone setting): skipped, "campaign ended"
+SELECT ccrm.add_to_campaign('Gala', contact_ids => '{10}', at => '2026-06-10 20:00+00');
+SELECT ccrm.add_to_campaign('Gala', lead_ids => '{2}', at => '2026-06-11 08:00+00');
+SELECT contact_id, lead_id, email_status FROM ccrm.campaign_member
+ WHERE campaign_id = :gala AND (contact_id = 10 OR lead_id = 2);
+-- a new template counts from when it is set
+SELECT ccrm.alter_campaign('Gala', email_template => 'Reminder', estimated_end_date => '2026-12-31', at => '2026-06-12 08:00+00');
+INSERT INTO ccrm.contact (id, firstname, email) VALUES (11, 'Reija', 'reija@example.com');
+SELECT ccrm.add_to_campaign('Gala', contact_ids => '{11}', at => '2026-06-12 09:00+00');
+SELECT contact_id, subject FROM ccrm.outbox WHERE source_id = :gala ORDER BY id DESC LIMIT 2;
+SELECT * FROM ccrm.campaign_summary('Gala');
+SELECT count(*) AS messages FROM ccrm.outbox;
+-- the summary says how many were emailed and why the others were not
+SELECT emailed, email_pending, email_skipped FROM ccrm.campaign_summary('Gala');
+
+-- join emails render and queue with the rights of the campaign's owner,
+-- whoever adds the members: a template the owner may not use stops the add
+SELECT ccrm.alter_campaign('Alice only', email_template => 'Reminder', at => '2026-06-12 08:00+00');
+SELECT * FROM pg_temp.err($$SELECT ccrm.add_to_campaign('Alice only', contact_ids => '{5}', at => '2026-06-12 09:00+00')$$);
+SELECT pg_temp.members('Alice only');
+SET ROLE ccrm_camp_alice;
+SELECT ccrm.create_message_template('Alice letter', 'email', 'contact',
+    subject => 'Hello $contact-firstname$', body => 'From $campaign-name$') IS NOT NULL AS created;
+RESET ROLE;
+SELECT ccrm.alter_campaign('Alice only', email_template => 'Alice letter', at => '2026-06-12 10:00+00');
+SELECT ccrm.add_to_campaign('Alice only', contact_ids => '{5}', at => '2026-06-12 11:00+00');
+SELECT o.owner, o.subject, o.body, m.email_status FROM ccrm.outbox o
+  JOIN ccrm.campaign_member m ON m.message_id = o.id
+ WHERE m.campaign_id = ccrm.campaign_id('Alice only');
+
+-- in_campaign in filters: contacts and leads that are members, accounts with a member contact
+SELECT ccrm.filter_count('contact', '{"in_campaign": "Gala"}');
+SELECT ccrm.filter_count('lead', jsonb_build_object('in_campaign', :gala));
+SELECT id FROM ccrm.filter_preview('account', '{"in_campaign": "Spring event"}') ORDER BY id;
+SELECT id FROM ccrm.filter_preview('contact', '{"all": [{"in_campaign": "Gala"}, {"not": {"in_campaign": "Spring event"}}]}') ORDER BY id;
+SELECT * FROM pg_temp.err($$SELECT ccrm.filter_count('contact', '{"in_campaign": "Nope"}')$$);
+SELECT * FROM pg_temp.err($$SELECT ccrm.filter_count('contact', '{"in_campaign": ["Gala"]}')$$);
+SELECT * FROM pg_temp.err($$SELECT ccrm.filter_count('user', '{"in_campaign": "Gala"}')$$);
+-- a group defined by campaign membership
+SELECT ccrm.create_target_group('Gala guests', 'contact', '{"in_campaign": "Gala"}');
+SELECT added FROM ccrm.refresh_target_group('Gala guests', '2026-06-13 08:00+00');
+
+-- the built-in tools add_to_campaign and remove_from_campaign, from SQL and as scheduled jobs
+SELECT ccrm.create_campaign('Tools') AS tools \gset
+SELECT ccrm.run_tool('Helsinki', 'add_to_campaign', '{"campaign": "Tools", "at": "2026-06-13 08:00+00"}') > 0 AS ran;
+SELECT status, counts FROM ccrm.job_run ORDER BY id DESC LIMIT 1;
+SELECT ccrm.run_tool('Beta', 'add_to_campaign', '{"campaign": "Tools", "at": "2026-06-13 08:00+00"}') > 0 AS ran;
+SELECT status, counts FROM ccrm.job_run ORDER BY id DESC LIMIT 1;
+SELECT ccrm.run_tool('Leads', 'add_to_campaign', '{"campaign": "Tools", "at": "2026-06-13 08:00+00"}') > 0 AS ran;
+SELECT status, counts FROM ccrm.job_run ORDER BY id DESC LIMIT 1;
+SELECT pg_temp.members('Tools');
+SELECT DISTINCT added_how, added_from, added_at FROM ccrm.campaign_member WHERE campaign_id = :tools;
+SELECT ccrm.run_tool('Beta', 'remove_from_campaign', '{"campaign": "Tools", "at": "2026-06-13 09:00+00"}') > 0 AS ran;
+SELECT status, counts FROM ccrm.job_run ORDER BY id DESC LIMIT 1;
+SELECT pg_temp.members('Tools');
+SELECT contact_id, reason, detail FROM ccrm.campaign_removal WHERE campaign_id = :tools ORDER BY contact_id;
+SELECT ccrm.schedule_job('Fill tools', 'run_tool', '@daily', 'Beta', '{"tool": "add_to_campaign", "params": {"campaign": "Tools"}}');
+SELECT status, counts FROM ccrm.run_job('Fill tools', '2026-06-14 08:00+00');
+SELECT pg_temp.members('Tools');
+SELECT * FROM pg_temp.err($$SELECT ccrm.run_tool('Users', 'add_to_campaign', '{"campaign": "Tools"}')$$);
+SELECT * FROM pg_temp.err($$SELECT ccrm.run_tool('Beta', 'add_to_campaign', '{}')$$);
+SELECT * FROM pg_temp.err($$SELECT ccrm.run_tool('Beta', 'add_to_campaign', '{"campaign": "Tools", "extra": 1}')$$);
+SELECT * FROM pg_temp.err($$SELECT ccrm.run_tool('Beta', 'add_to_campaign', '{"campaign": "Nope"}')$$);
+SELECT * FROM pg_temp.err($$SELECT ccrm.tool_add_to_campaign('{1}', '{"campaign": "Tools"}')$$);
+SELECT * FROM pg_temp.err($$SELECT ccrm.unregister_tool('add_to_campaign')$$);
+
 DROP EXTENSION ccrm;
 DROP ROLE ccrm_camp_alice;
 DROP ROLE ccrm_camp_bob;
+
+-- the tool names add_to_campaign and remove_from_campaign are reserved:
+-- an update that finds a tool of that name stops and says how to rename it
+CREATE EXTENSION ccrm VERSION '0.6.0';
+CREATE FUNCTION public.my_campaign_tool(member_ids bigint[], params jsonb) RETURNS bigint
+    LANGUAGE sql AS $$ SELECT 0::bigint $$;
+SELECT ccrm.register_tool('add_to_campaign', NULL, 'public.my_campaign_tool(bigint[], jsonb)');
+SELECT * FROM pg_temp.err($$ALTER EXTENSION ccrm UPDATE$$);
+SELECT extversion FROM pg_extension WHERE extname = 'ccrm';
+SELECT ccrm.unregister_tool('add_to_campaign');
+SELECT ccrm.register_tool('my_add_to_campaign', NULL, 'public.my_campaign_tool(bigint[], jsonb)');
+ALTER EXTENSION ccrm UPDATE;
+SELECT name, builtin FROM ccrm.tool WHERE name LIKE '%campaign%' ORDER BY name;
+DROP EXTENSION ccrm;
+DROP FUNCTION public.my_campaign_tool(bigint[], jsonb);

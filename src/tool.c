@@ -39,7 +39,10 @@
  *	  Built-in tools (for what ccrm does already): <entity>_set_owner
  *	  {"owner": username or id} and <entity>_create_task {"subject",
  *	  "description", "user", "due_in_days", "priority"} for contacts,
- *	  accounts and leads, and add_to_group {"group": name} for any entity.
+ *	  accounts and leads, add_to_group {"group": name} for any entity, and
+ *	  add_to_campaign / remove_from_campaign {"campaign": name} for groups of
+ *	  contacts, accounts (their contacts) and leads; those two names are
+ *	  reserved (the 0.7.0 update stops when a tool has one of them).
  *
  *-------------------------------------------------------------------------
  */
@@ -75,6 +78,10 @@ PG_FUNCTION_INFO_V1(ccrm_job_run_tool);
 PG_FUNCTION_INFO_V1(ccrm_job_check_tool);
 PG_FUNCTION_INFO_V1(ccrm_tool_set_owner);
 PG_FUNCTION_INFO_V1(ccrm_tool_create_task);
+PG_FUNCTION_INFO_V1(ccrm_tool_group_entity);
+
+/* The entity of the group a tool is running for (NULL outside a tool run). */
+static const char *running_entity = NULL;
 
 typedef struct Tool
 {
@@ -340,7 +347,7 @@ call_tool(CcrmGroup *group, Tool *t, Jsonb *params)
 	Datum		arg = Int64GetDatum(group->id);
 	bool		isnull;
 	ToolCall	call;
-	int64		result;
+	volatile int64 result;
 	StringInfoData counts;
 
 	check_tool_for_group(t, group);
@@ -354,7 +361,16 @@ call_tool(CcrmGroup *group, Tool *t, Jsonb *params)
 	call.params = params;
 	call.isnull = false;
 	SPI_freetuptable(SPI_tuptable);
-	result = DatumGetInt64(CcrmRunConfined(GetUserId(), invoke_tool, &call));
+	running_entity = group->entity->name;
+	PG_TRY();
+	{
+		result = DatumGetInt64(CcrmRunConfined(GetUserId(), invoke_tool, &call));
+	}
+	PG_FINALLY();
+	{
+		running_entity = NULL;
+	}
+	PG_END_TRY();
 	initStringInfo(&counts);
 	appendStringInfoString(&counts, "{\"tool\": ");
 	escape_json(&counts, t->name);
@@ -656,4 +672,18 @@ ccrm_tool_create_task(PG_FUNCTION_ARGS)
 	CcrmPopSearchPath(nestlevel);
 	SPI_finish();
 	PG_RETURN_INT64(n);
+}
+
+/*
+ * ccrm.tool_group_entity() → text: the entity of the group the running tool
+ * was called for, so that a tool registered for any entity knows what its
+ * member ids are (add_to_campaign: contacts, accounts or leads); NULL
+ * outside a tool run.
+ */
+Datum
+ccrm_tool_group_entity(PG_FUNCTION_ARGS)
+{
+	if (running_entity == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(running_entity));
 }
