@@ -2027,6 +2027,27 @@ BEGIN
 END
 $$;
 
+/* A campaign constraint a save broke, as a clear error. */
+CREATE FUNCTION ccrm.campaign_check_failed(constraint_name text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF constraint_name OPERATOR(pg_catalog.=) 'campaign_dates' THEN
+        RAISE EXCEPTION USING ERRCODE = 'check_violation',
+            MESSAGE = 'the estimated end date of a campaign cannot be before its start date',
+            HINT = 'Give an estimated_end_date on or after the start_date.';
+    ELSIF constraint_name IN ('campaign_name_key', 'campaign_number_key') THEN
+        RAISE EXCEPTION USING ERRCODE = 'unique_violation',
+            MESSAGE = 'another campaign has this name or number',
+            HINT = 'Campaign names and numbers are unique: choose another.';
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'check_violation',
+        MESSAGE = pg_catalog.format('a campaign needs a name and a number that are not empty (%s)', constraint_name),
+        HINT = 'Give a name; leave the number out to have one made.';
+END
+$$;
+
 CREATE FUNCTION ccrm.create_campaign(name text, number text DEFAULT NULL, active boolean DEFAULT true,
     start_date date DEFAULT NULL, estimated_end_date date DEFAULT NULL, email_template text DEFAULT NULL,
     responsible_user_id bigint DEFAULT NULL, description text DEFAULT NULL,
@@ -2054,6 +2075,9 @@ EXCEPTION WHEN unique_violation THEN
                   THEN pg_catalog.format('a campaign numbered "%s" exists already', COALESCE(number, ''))
                   ELSE pg_catalog.format('a campaign named "%s" exists already', name) END,
         HINT = 'Campaign names and numbers are unique: choose another, or leave the number out to have one made.';
+WHEN check_violation THEN
+    GET STACKED DIAGNOSTICS what = CONSTRAINT_NAME;
+    PERFORM ccrm.campaign_check_failed(what);
 END
 $$;
 COMMENT ON FUNCTION ccrm.create_campaign(text, text, boolean, date, date, text, bigint, text, timestamptz) IS
@@ -2072,6 +2096,7 @@ CREATE FUNCTION ccrm.alter_campaign(campaign text, new_name text DEFAULT NULL, n
 DECLARE
     c ccrm.campaign := ccrm.campaign_lock(campaign, false);
     tid bigint;
+    what text;
 BEGIN
     IF email_template IS NOT NULL AND email_template OPERATOR(pg_catalog.<>) '' THEN
         tid := ccrm.campaign_template_id(email_template);
@@ -2092,6 +2117,9 @@ BEGIN
                            ELSE alter_campaign.description END,
         updated_at = at
      WHERE x.id OPERATOR(pg_catalog.=) c.id;
+EXCEPTION WHEN check_violation OR unique_violation THEN
+    GET STACKED DIAGNOSTICS what = CONSTRAINT_NAME;
+    PERFORM ccrm.campaign_check_failed(what);
 END
 $$;
 COMMENT ON FUNCTION ccrm.alter_campaign(text, text, text, boolean, date, date, text, bigint, text, timestamptz) IS

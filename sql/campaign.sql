@@ -56,6 +56,9 @@ SELECT * FROM pg_temp.err($$SELECT ccrm.create_campaign('Other', number => 'M-20
 SELECT * FROM pg_temp.err($$SELECT ccrm.create_campaign('Spring event')$$);
 SELECT * FROM pg_temp.err($$SELECT ccrm.create_campaign('Bad dates', start_date => '2026-05-01', estimated_end_date => '2026-04-01')$$);
 SELECT * FROM pg_temp.err($$SELECT ccrm.create_campaign('No template', email_template => 'nothing')$$);
+SELECT * FROM pg_temp.err($$SELECT ccrm.create_campaign(' ')$$);
+SELECT * FROM pg_temp.err($$SELECT ccrm.alter_campaign('Call round', new_name => 'Mailing')$$);
+SELECT * FROM pg_temp.err($$SELECT ccrm.alter_campaign('Spring event', estimated_end_date => '2026-03-01')$$);
 SELECT ccrm.reset_setting('campaign_number_prefix');
 
 -- a contact group
@@ -236,7 +239,8 @@ SELECT ccrm.add_to_campaign('Gala', contact_ids => '{2,4,5,6,8}', lead_ids => '{
 SELECT contact_id, lead_id, email_status, emailed_at, message_id IS NOT NULL AS has_message
   FROM ccrm.campaign_member WHERE campaign_id = :gala ORDER BY lead_id IS NOT NULL, coalesce(contact_id, lead_id);
 SELECT entity, record_id, contact_id, lead_id, recipient, subject, body, source, source_id = :gala AS this_campaign,
-       idempotency_key, status, owner = current_user::regrole AS owner_is_campaign_owner
+       replace(idempotency_key, 'campaign:' || :gala || ':', 'campaign:<gala>:') AS idempotency_key, status,
+       owner = current_user::regrole AS owner_is_campaign_owner
   FROM ccrm.outbox ORDER BY id;
 -- adding again, removing and re-adding: no second email
 SELECT ccrm.add_to_campaign('Gala', contact_ids => '{2,5}', at => '2026-05-04 08:00+00');
