@@ -8,6 +8,7 @@
  *		{"all": [node, ...]}  {"any": [node, ...]}  {"not": node}
  *		{"field": "path", "op": "...", "value": ...}
  *		{"in_group": "name" | id}
+ *		{"in_campaign": "name" | id}
  *		{"has_activity": {"kind": ..., "status": ..., "within_last": "30 days"}}
  *	  A field path is a field of the entity (column or custom field) or a
  *	  chain of links ending in one: "account.name", "owner.email",
@@ -131,7 +132,7 @@ static const OpInfo ops[] = {
 	{"within_last", OP_WITHIN_LAST, V_INTERVAL, NEED_TIME, false},
 };
 
-static const char *const node_keys = "all, any, not, field (with op and value), in_group, has_activity";
+static const char *const node_keys = "all, any, not, field (with op and value), in_group, in_campaign, has_activity";
 
 typedef struct FilterCompiler
 {
@@ -800,6 +801,93 @@ compile_in_group(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, cons
 					 quote_identifier(column), galias);
 }
 
+/*
+ * {"in_campaign": "name" | id}: the record is a member of the campaign (a
+ * contact or lead member; an account: one of its contacts is; an entity
+ * linking to contacts: its contact is).  The campaign is looked up as the
+ * compiling role, so only campaigns it may see can be named.
+ */
+static void
+compile_in_campaign(StringInfo out, const CcrmEntity *ent, const char *alias, JsonbValue *ref,
+					const char *path)
+{
+	char	   *cpath = subpath(path, "in_campaign");
+	Oid			argtypes[1];
+	Datum		args[1];
+	const char *where;
+	int64		campaign_id = 0;
+	bool		found;
+	char	   *names = NULL;
+	MemoryContext cxt = CurrentMemoryContext;
+	const char *a = quote_identifier(alias);
+
+	if (ref->type == jbvString)
+	{
+		argtypes[0] = TEXTOID;
+		args[0] = PointerGetDatum(cstring_to_text(jsonb_string(ref)));
+		where = "name OPERATOR(pg_catalog.=) $1";
+	}
+	else if (ref->type == jbvNumeric)
+	{
+		argtypes[0] = INT8OID;
+		args[0] = convert_value(scalar_text(ref, cpath), INT8OID, cpath);
+		where = "id OPERATOR(pg_catalog.=) $1";
+	}
+	else
+		filter_error(ERRCODE_INVALID_PARAMETER_VALUE, cpath,
+					 psprintf("expected a campaign name or id, got %s", CcrmJsonbTypeName(ref)), NULL);
+
+	CcrmSPIConnect();
+	if (SPI_execute_with_args(psprintf("SELECT id FROM ccrm.campaign WHERE %s", where),
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read ccrm.campaign");
+	found = SPI_processed == 1;
+	if (found)
+	{
+		bool		isnull;
+
+		campaign_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	else if (SPI_execute("SELECT pg_catalog.string_agg(pg_catalog.quote_literal(name), ', ' ORDER BY name)"
+						 "  FROM (SELECT name FROM ccrm.campaign ORDER BY name LIMIT 30) c",
+						 true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		names = v ? MemoryContextStrdup(cxt, v) : NULL;
+	}
+	SPI_finish();
+	if (!found)
+		filter_error(ERRCODE_UNDEFINED_OBJECT, cpath,
+					 ref->type == jbvString
+					 ? psprintf("campaign \"%s\" does not exist", jsonb_string(ref))
+					 : psprintf("campaign with id %s does not exist", scalar_text(ref, cpath)),
+					 names ? psprintf("Existing campaigns: %s.", names) : "No campaigns exist yet.");
+
+	if (strcmp(ent->name, "contact") == 0 || strcmp(ent->name, "lead") == 0)
+		appendStringInfo(out,
+						 "EXISTS (SELECT 1 FROM ccrm.campaign_member cm WHERE cm.campaign_id OPERATOR(pg_catalog.=) "
+						 INT64_FORMAT " AND cm.%s OPERATOR(pg_catalog.=) %s.%s)",
+						 campaign_id, strcmp(ent->name, "lead") == 0 ? "lead_id" : "contact_id",
+						 a, quote_identifier(ent->key_column));
+	else if (strcmp(ent->name, "account") == 0)
+		appendStringInfo(out,
+						 "EXISTS (SELECT 1 FROM ccrm.campaign_member cm JOIN ccrm.contact cc"
+						 " ON cc.id OPERATOR(pg_catalog.=) cm.contact_id"
+						 " WHERE cm.campaign_id OPERATOR(pg_catalog.=) " INT64_FORMAT
+						 " AND cc.account_id OPERATOR(pg_catalog.=) %s.%s)",
+						 campaign_id, a, quote_identifier(ent->key_column));
+	else if (!ent->builtin && ent->contact_column)
+		appendStringInfo(out,
+						 "EXISTS (SELECT 1 FROM ccrm.campaign_member cm WHERE cm.campaign_id OPERATOR(pg_catalog.=) "
+						 INT64_FORMAT " AND cm.contact_id OPERATOR(pg_catalog.=) %s.%s)",
+						 campaign_id, a, quote_identifier(ent->contact_column));
+	else
+		filter_error(ERRCODE_DATATYPE_MISMATCH, cpath,
+					 psprintf("campaigns have contacts and leads as members, which %s does not link to", ent->name),
+					 "Use in_campaign in filters of contacts, accounts, leads or entities linked to contacts.");
+}
+
 /* kind/status: a string or a non-empty array of strings. */
 static void
 append_text_match(StringInfo out, const char *column, JsonbValue *v, const char *path)
@@ -932,7 +1020,7 @@ static void
 compile_node(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, const char *alias,
 			 JsonbContainer *node, const char *path)
 {
-	static const char *const forms[] = {"all", "any", "not", "field", "in_group", "has_activity"};
+	static const char *const forms[] = {"all", "any", "not", "field", "in_group", "in_campaign", "has_activity"};
 	const char *form = NULL;
 	const char *here = path[0] ? path : "(root)";
 	JsonbIterator *it;
@@ -994,6 +1082,8 @@ compile_node(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, const ch
 		compile_field(fc, out, ent, alias, node, path);
 	else if (strcmp(form, "in_group") == 0)
 		compile_in_group(fc, out, ent, alias, v, path);
+	else if (strcmp(form, "in_campaign") == 0)
+		compile_in_campaign(out, ent, alias, v, path);
 	else
 		compile_has_activity(fc, out, ent, alias, v, path);
 }

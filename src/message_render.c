@@ -11,6 +11,8 @@
  *		$user-…$						the receiving user of a message to a user;
  *										of a message to a record, the record's owner
  *		$sender-…$						the sending user
+ *		$campaign-…$					the campaign of a join email (campaign_email.c); NULL,
+ *										so the fallback, in other messages
  *	  with fallbacks ($contact-firstname|Customer$).  HTML bodies escape
  *	  values; subjects and text bodies do not.
  *
@@ -24,6 +26,10 @@
  *	  Records are read by one query per call with the caller's privileges,
  *	  through a cursor, a batch at a time; values are rendered in C without
  *	  re-parsing.  Records that do not exist are skipped.
+ *
+ *	  Campaigns send one contact template to contacts and leads alike: for
+ *	  leads (lead_as_contact) the record query reads the lead in the shape
+ *	  of a contact, the fields a lead lacks (and its account) being NULL.
  *
  *	  Also ccrm.render_message, the preview of a message for one record.
  *
@@ -40,7 +46,9 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "catalog/namespace.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 PG_FUNCTION_INFO_V1(ccrm_render_message);
@@ -84,6 +92,13 @@ MsgTemplateContext(CcrmEntity *ent, CcrmActivityContext **acp)
 	}
 	CcrmTemplateAddSource(ctx, "user", CcrmEntityLookup("user", false), "u", MSG_SRC_ROW);
 	CcrmTemplateAddSource(ctx, "sender", CcrmEntityLookup("user", false), "s", MSG_SRC_SENDER);
+	{
+		Oid			campaign = get_relname_relid("campaign", get_namespace_oid(CCRM_SCHEMA, false));
+
+		if (OidIsValid(campaign))
+			CcrmTemplateAddSource(ctx, "campaign", CcrmEntityForRelation("campaign", campaign, "id"), "k",
+								  MSG_SRC_CAMPAIGN);
+	}
 	ac->tpl = ctx;
 	if (acp)
 		*acp = ac;
@@ -110,6 +125,18 @@ qcol(const char *alias, const char *column)
 {
 	return psprintf("%s.%s", alias, quote_identifier(column));
 }
+
+/*
+ * A lead in the shape of ccrm.contact: what a lead has, NULL for the rest
+ * (no account, no custom fields), for contact templates sent to leads.
+ */
+#define LEAD_AS_CONTACT \
+	"(SELECT l.id, NULL::pg_catalog.int8 AS account_id, l.owner_id, l.firstname, l.lastname," \
+	" NULL::pg_catalog.text AS title, l.email, l.phone, l.mobile, NULL::pg_catalog.text AS street," \
+	" NULL::pg_catalog.text AS postal_code, NULL::pg_catalog.text AS city, NULL::pg_catalog.text AS country," \
+	" NULL::pg_catalog.text AS timezone, l.email_opt_out, false AS sms_opt_out," \
+	" NULL::pg_catalog.text AS description, '{}'::pg_catalog.jsonb AS attrs, l.created_at, l.updated_at" \
+	" FROM ccrm.lead l)"
 
 /* The record query: links, address, and the row values of the templates. */
 static char *
@@ -138,7 +165,13 @@ record_query(MsgSource *src)
 
 	if (src->recipient == MSG_TO_RECORD)
 	{
-		if (contact)
+		if (contact && src->lead_as_contact)
+		{
+			lead_id = "e.id";
+			address = qcol(contact, sms ? "mobile" : "email");
+			opt_out = sms ? "false" : "e.email_opt_out";
+		}
+		else if (contact)
 		{
 			contact_id = ac->contact_id;
 			address = qcol(contact, sms ? "mobile" : "email");
@@ -190,7 +223,7 @@ record_query(MsgSource *src)
 					 " FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[])) AS r(id)"
 					 " JOIN %s e ON e.%s OPERATOR(pg_catalog.=) r.id%s"
 					 " LEFT JOIN ccrm.crm_user u ON u.id OPERATOR(pg_catalog.=) %s",
-					 ent->qualname, quote_identifier(ent->key_column), ac->joins, user);
+					 src->lead_as_contact ? LEAD_AS_CONTACT : ent->qualname, quote_identifier(ent->key_column), ac->joins, user);
 	return sql.data;
 }
 
@@ -199,10 +232,10 @@ record_query(MsgSource *src)
  * build the record query and read the sender.  The caller has SPI
  * connected, a safe search_path and the configured time zone.
  */
-MsgSource *
-MsgSourceCreate(CcrmEntity *ent, const char *subject, const char *body, const char *html,
-				bool literal, const char *medium, MsgRecipient recipient, int64 user_id,
-				bool has_sender, int64 sender_id)
+static MsgSource *
+source_create(CcrmEntity *ent, const char *subject, const char *body, const char *html,
+			  bool literal, const char *medium, MsgRecipient recipient, int64 user_id,
+			  bool has_sender, int64 sender_id, bool lead_as_contact)
 {
 	MsgSource  *src = palloc0(sizeof(MsgSource));
 	CcrmTemplateContext *ctx = NULL;
@@ -210,6 +243,7 @@ MsgSourceCreate(CcrmEntity *ent, const char *subject, const char *body, const ch
 
 	src->entity = ent;
 	src->medium = medium;
+	src->lead_as_contact = lead_as_contact;
 	src->recipient = recipient;
 	src->user_id = user_id;
 	src->has_sender = has_sender;
@@ -240,6 +274,33 @@ MsgSourceCreate(CcrmEntity *ent, const char *subject, const char *body, const ch
 							   GetMemoryChunkContext(src->sender_values));
 	}
 	return src;
+}
+
+MsgSource *
+MsgSourceCreate(CcrmEntity *ent, const char *subject, const char *body, const char *html,
+				bool literal, const char *medium, MsgRecipient recipient, int64 user_id,
+				bool has_sender, int64 sender_id)
+{
+	return source_create(ent, subject, body, html, literal, medium, recipient, user_id,
+						 has_sender, sender_id, false);
+}
+
+MsgSource *
+MsgSourceCreateForLeads(CcrmEntity *contact, const char *subject, const char *body, const char *html,
+						bool has_sender, int64 sender_id)
+{
+	Assert(strcmp(contact->name, "contact") == 0);
+	return source_create(contact, subject, body, html, false, "email", MSG_TO_RECORD, 0,
+						 has_sender, sender_id, true);
+}
+
+void
+MsgSourceSetCampaign(MsgSource *src, int64 campaign_id)
+{
+	CcrmActivityFetchSlots(src->ac, MSG_SRC_CAMPAIGN,
+						   "ccrm.campaign k WHERE k.id OPERATOR(pg_catalog.=) $1",
+						   INT8OID, Int64GetDatum(campaign_id), src->sender_values,
+						   GetMemoryChunkContext(src->sender_values));
 }
 
 static char *

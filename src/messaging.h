@@ -89,6 +89,7 @@ typedef enum MsgRecipient
 /* Which query fetches a tag source of a message. */
 #define MSG_SRC_ROW		0		/* the record query: e, c, a and the receiving user u */
 #define MSG_SRC_SENDER	3		/* the sender (alias s over ccrm.crm_user) */
+#define MSG_SRC_CAMPAIGN	4	/* the campaign (alias k over ccrm.campaign), read once */
 
 typedef struct MsgSource
 {
@@ -103,6 +104,7 @@ typedef struct MsgSource
 	bool		has_sender;
 	int64		sender_id;
 	char	  **sender_values;	/* slot values of the sender, fetched once */
+	bool		lead_as_contact;	/* leads rendered with a contact template (campaigns) */
 	char	   *row_sql;		/* the record query over $1 (int8[]) and $2 (user) */
 	int			first_slot_col;
 } MsgSource;
@@ -138,6 +140,12 @@ extern MsgSource *MsgSourceCreate(CcrmEntity *ent, const char *subject, const ch
 extern void MsgRenderRecords(MsgSource *src, ArrayType *record_ids, MsgRowCallback emit,
 							 MsgFlushCallback flush, void *arg);
 extern void MsgRenderLiteral(MsgSource *src, MsgRow *row);
+/* Leads rendered with a contact template: contact fields a lead has come
+ * from the lead, the others (and the account) are NULL, so fallbacks apply. */
+extern MsgSource *MsgSourceCreateForLeads(CcrmEntity *contact, const char *subject, const char *body,
+										  const char *html, bool has_sender, int64 sender_id);
+/* Fill the $campaign-...$ tags of a source from one campaign (read as the caller). */
+extern void MsgSourceSetCampaign(MsgSource *src, int64 campaign_id);
 
 /* ---- message_template.c ---- */
 typedef struct MsgTemplate
@@ -174,6 +182,7 @@ typedef struct MsgEnqueue
 	int64		template_id;
 	const char *key;			/* idempotency key of a single message */
 	const char *key_prefix;		/* batch: key = prefix || record id */
+	bool		key_by_address;	/* batch: key = prefix || the address, trimmed, lower-case */
 	TimestampTz not_before;		/* DT_NOBEGIN when none */
 	TimestampTz at;
 } MsgEnqueue;

@@ -65,7 +65,9 @@
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "utils/array.h"
+#include "catalog/pg_collation.h"
 #include "utils/builtins.h"
+#include "utils/formatting.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -331,6 +333,10 @@ enqueue_row(MsgRow *row, void *arg)
 	}
 	if (req->key)
 		key = (char *) req->key;
+	else if (req->key_prefix && req->key_by_address)
+		key = recipient && recipient[0]
+			? psprintf("%s%s", req->key_prefix, str_tolower(recipient, strlen(recipient), DEFAULT_COLLATION_OID))
+			: NULL;
 	else if (req->key_prefix && req->source->entity)
 		key = psprintf("%s" INT64_FORMAT, req->key_prefix, row->record_id);
 	if (key)
@@ -390,7 +396,7 @@ enqueue_flush(void *arg)
 	memset(nulls, ' ', sizeof(nulls));
 	args[0] = Int32GetDatum(req->channel->id);
 	if (req->source->entity)
-		args[1] = CStringGetTextDatum(req->source->entity->name);
+		args[1] = CStringGetTextDatum(req->source->lead_as_contact ? "lead" : req->source->entity->name);
 	else
 		nulls[1] = 'n';
 	args[2] = Int64GetDatum(req->source->sender_id);

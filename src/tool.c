@@ -39,7 +39,10 @@
  *	  Built-in tools (for what ccrm does already): <entity>_set_owner
  *	  {"owner": username or id} and <entity>_create_task {"subject",
  *	  "description", "user", "due_in_days", "priority"} for contacts,
- *	  accounts and leads, and add_to_group {"group": name} for any entity.
+ *	  accounts and leads, add_to_group {"group": name} for any entity, and
+ *	  add_to_campaign / remove_from_campaign {"campaign": name} for groups of
+ *	  contacts, accounts (their contacts) and leads; those two names are
+ *	  reserved (the 0.8.0 update stops when a tool has one of them).
  *
  *-------------------------------------------------------------------------
  */
@@ -78,6 +81,10 @@ PG_FUNCTION_INFO_V1(ccrm_job_run_tool);
 PG_FUNCTION_INFO_V1(ccrm_job_check_tool);
 PG_FUNCTION_INFO_V1(ccrm_tool_set_owner);
 PG_FUNCTION_INFO_V1(ccrm_tool_create_task);
+PG_FUNCTION_INFO_V1(ccrm_tool_group_entity);
+
+/* The entity of the group a tool is running for (NULL outside a tool run). */
+static const char *running_entity = NULL;
 
 typedef struct Tool
 {
@@ -350,7 +357,7 @@ call_tool(const CcrmRun *run, CcrmGroup *group, Tool *t, Jsonb *params)
 	Datum		arg = Int64GetDatum(group->id);
 	bool		isnull;
 	ToolCall	call;
-	int64		result;
+	volatile int64 result;
 	StringInfoData counts;
 
 	check_tool_for_group(t, group);
@@ -366,8 +373,10 @@ call_tool(const CcrmRun *run, CcrmGroup *group, Tool *t, Jsonb *params)
 	SPI_freetuptable(SPI_tuptable);
 	{
 		const CcrmRun *outer = tool_run;
+		const char *outer_entity = running_entity;
 
 		tool_run = run;
+		running_entity = group->entity->name;
 		PG_TRY();
 		{
 			result = DatumGetInt64(CcrmRunConfined(GetUserId(), invoke_tool, &call));
@@ -375,6 +384,7 @@ call_tool(const CcrmRun *run, CcrmGroup *group, Tool *t, Jsonb *params)
 		PG_FINALLY();
 		{
 			tool_run = outer;
+			running_entity = outer_entity;
 		}
 		PG_END_TRY();
 	}
@@ -684,4 +694,18 @@ ccrm_tool_create_task(PG_FUNCTION_ARGS)
 	CcrmPopSearchPath(nestlevel);
 	SPI_finish();
 	PG_RETURN_INT64(n);
+}
+
+/*
+ * ccrm.tool_group_entity() → text: the entity of the group the running tool
+ * was called for, so that a tool registered for any entity knows what its
+ * member ids are (add_to_campaign: contacts, accounts or leads); NULL
+ * outside a tool run.
+ */
+Datum
+ccrm_tool_group_entity(PG_FUNCTION_ARGS)
+{
+	if (running_entity == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(running_entity));
 }
