@@ -280,6 +280,14 @@ BEGIN
                     WHERE s.entity OPERATOR(pg_catalog.=) TG_ARGV[0] AND s.active) THEN
         RETURN NULL;
     END IF;
+    /* only on the table registered as that entity, with its key: no other table speaks for it */
+    IF NOT EXISTS (SELECT 1 FROM ccrm.entity e
+                    WHERE e.name OPERATOR(pg_catalog.=) TG_ARGV[0] AND e.relid::pg_catalog.oid OPERATOR(pg_catalog.=) TG_RELID
+                      AND e.key_column OPERATOR(pg_catalog.=) TG_ARGV[1]) THEN
+        RAISE EXCEPTION 'ccrm.sequence_capture_trigger() is not the capture trigger of entity "%" on this table', TG_ARGV[0]
+            USING ERRCODE = '39P01',
+                  HINT = 'ccrm.register_entity() installs it; do not attach it to other tables.';
+    END IF;
     EXECUTE pg_catalog.format(
         'INSERT INTO ccrm.sequence_pending (sequence_id, record_id)'
         ' SELECT s.id, n.k FROM ccrm.sequence s,'
@@ -342,7 +350,8 @@ CREATE TRIGGER ccrm_sequence_insert AFTER INSERT ON ccrm.activity
 CREATE TRIGGER ccrm_sequence_update AFTER UPDATE ON ccrm.activity
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION ccrm.sequence_activity_trigger();
-REVOKE ALL ON FUNCTION ccrm.sequence_capture_trigger(), ccrm.sequence_activity_trigger() FROM PUBLIC;
+/* Table owners attach the capture trigger (register_entity does); the activity trigger is ccrm's own. */
+REVOKE ALL ON FUNCTION ccrm.sequence_activity_trigger() FROM PUBLIC;
 
 /* Observability */
 CREATE VIEW ccrm.sequences WITH (security_invoker = true) AS
