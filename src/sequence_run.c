@@ -1103,7 +1103,7 @@ ccrm_run_sequences(PG_FUNCTION_ARGS)
 typedef void (*CommitFn) (void);
 
 static void
-process_all(TimestampTz at, CommitFn commit_fn)
+process_all(TimestampTz at0, bool clock, CommitFn commit_fn)
 {
 	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "ccrm sequences", ALLOCSET_DEFAULT_SIZES);
 	int64	   *ids;
@@ -1112,27 +1112,39 @@ process_all(TimestampTz at, CommitFn commit_fn)
 
 	PG_TRY();
 	{
-		n = active_sequences(&ids, &owners, cxt);
-		for (int i = 0; i < n; i++)
-		{
-			SeqWork		w;
-			bool		first = true;
+		bool		more = true;
+		TimestampTz at = at0;
 
-			memset(&w, 0, sizeof(w));
-			w.id = ids[i];
-			w.at = at;
-			w.limit = ccrm_sequence_batch_size;
-			w.all_batches = commit_fn == NULL;
-			do
+		n = active_sequences(&ids, &owners, cxt);
+
+		/*
+		 * Round robin, one batch of each sequence per round, so that a big
+		 * batch of one sequence does not hold back the enrolment and steps of
+		 * the others; rounds go on while some sequence filled its batch.
+		 */
+		while (more)
+		{
+			more = false;
+			if (clock)
+				at = GetCurrentTimestamp();
+			for (int i = 0; i < n; i++)
 			{
-				w.enrol = first;
-				first = false;
-				w.claimed = 0;
+				SeqWork		w;
+
+				CHECK_FOR_INTERRUPTS();
+				memset(&w, 0, sizeof(w));
+				w.id = ids[i];
+				w.at = at;
+				w.limit = ccrm_sequence_batch_size;
+				w.enrol = true;
+				w.all_batches = commit_fn == NULL;
 				if (work_isolated(&w, owners[i], cxt) != NULL)
 					w.claimed = 0;
 				if (commit_fn)
 					commit_fn();
-			} while (commit_fn && w.claimed >= w.limit);
+				if (commit_fn && w.claimed >= w.limit)
+					more = true;
+			}
 		}
 	}
 	PG_FINALLY();
@@ -1158,7 +1170,7 @@ ccrm_process_sequences(PG_FUNCTION_ARGS)
 						   !((CallContext *) fcinfo->context)->atomic);
 
 	CcrmSPIConnectExt(atomic ? 0 : SPI_OPT_NONATOMIC);
-	process_all(at, atomic ? NULL : spi_commit_fn);
+	process_all(at, false, atomic ? NULL : spi_commit_fn);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -1182,7 +1194,7 @@ worker_commit_fn(void)
 void
 SeqSchedulerPass(TimestampTz at)
 {
-	process_all(at, worker_commit_fn);
+	process_all(at, true, worker_commit_fn);
 }
 
 /* ----------------------------------------------------------------
