@@ -367,9 +367,11 @@ SeqLoadSteps(const SeqDef *seq, bool check)
 	SPITupleTable *tt;
 
 	values[0] = Int64GetDatum(seq->id);
-	spi_exec("SELECT id, position, action, delay_days, day_rule, not_before, template_id, recipient,"
-			 "       user_id, sender_id, task_due_days"
-			 "  FROM ccrm.sequence_step WHERE sequence_id OPERATOR(pg_catalog.=) $1 ORDER BY position",
+	spi_exec("SELECT s.id, s.position, s.action, s.delay_days, s.day_rule, s.not_before, s.template_id, s.recipient,"
+			 "       s.user_id, COALESCE(s.sender_id, CASE WHEN s.action IN ('email_customer', 'email_user') THEN t.sender_id END),"
+			 "       s.task_due_days, t.name"
+			 "  FROM ccrm.sequence_step s LEFT JOIN ccrm.message_template t ON t.id OPERATOR(pg_catalog.=) s.template_id"
+			 " WHERE s.sequence_id OPERATOR(pg_catalog.=) $1 ORDER BY s.position",
 			 1, types, values, NULL, SPI_OK_SELECT);
 	n = SPI_processed;
 	tt = SPI_tuptable;
@@ -398,6 +400,7 @@ SeqLoadSteps(const SeqDef *seq, bool check)
 		st->sender_id = isnull ? 0 : DatumGetInt64(d);
 		d = col_bin(i, 11, &isnull);
 		st->task_due_days = isnull ? -1 : DatumGetInt32(d);
+		st->template_name = col_text(i, 12);
 		steps = lappend(steps, st);
 	}
 	if (check)

@@ -257,7 +257,25 @@ SeqEnrolPass(const SeqDef *seq, List *steps, bool full, TimestampTz at)
 						 "      OR o.ended_at OPERATOR(pg_catalog.>) ($2 OPERATOR(pg_catalog.-) $4)))", key);
 	appendStringInfoString(&sql, " ON CONFLICT DO NOTHING RETURNING 1)"
 						   " SELECT pg_catalog.count(*) FROM ins");
-	spi_exec(sql.data, 4, types, values, nulls, SPI_OK_SELECT);
+	if (full)
+	{
+		/*
+		 * A full pass compares every match with the enrolments, which this very
+		 * statement appends to: a nested loop would scan them once per row when
+		 * their statistics are stale (right after a first activation), so only
+		 * hash or merge joins here, as in a group refresh (target_group.c).  An
+		 * incremental pass looks up a few keys, where an index nested loop is
+		 * right.
+		 */
+		int			nestlevel = NewGUCNestLevel();
+
+		(void) set_config_option("enable_nestloop", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		spi_exec(sql.data, 4, types, values, nulls, SPI_OK_SELECT);
+		AtEOXact_GUC(true, nestlevel);
+	}
+	else
+		spi_exec(sql.data, 4, types, values, nulls, SPI_OK_SELECT);
 	{
 		bool		isnull;
 
@@ -681,7 +699,8 @@ process_batch(const SeqDef *seq, List *steps, TimestampTz at, int limit, int64 *
 	}
 	SPI_freetuptable(SPI_tuptable);
 
-	/* 2. exit conditions */
+	/* 2. exit conditions (a deleted record is also found by the step itself) */
+	if (seq->exit_when_unmatched || seq->exit_filter)
 	{
 		Datum	   *rids = palloc(sizeof(Datum) * b.n);
 		Oid			t1[1] = {INT8ARRAYOID};
@@ -903,6 +922,7 @@ typedef struct SeqWork
 	bool		enrol;			/* look at changed records */
 	bool		full;			/* and at every record (else: when reconciliation is due) */
 	bool		all_batches;	/* keep going until nothing is due (one transaction) */
+	bool		checked;		/* checked earlier in this pass: skip the run-time checks */
 	/* out */
 	int64		enrolled;
 	int64		executed;
@@ -927,9 +947,10 @@ sequence_work(void *arg)
 		SPI_finish();
 		return (Datum) 0;
 	}
-	/* checked again at run time: templates, recipients, senders, channels, filters */
-	steps = SeqLoadSteps(seq, true);
-	SeqCheckDefinition(seq, steps);
+	/* checked again at run time, once a pass: templates, recipients, senders, channels, filters */
+	steps = SeqLoadSteps(seq, !w->checked);
+	if (!w->checked)
+		SeqCheckDefinition(seq, steps);
 	if (w->enrol)
 	{
 		Oid			type = INT8OID;
@@ -1003,6 +1024,8 @@ work_isolated(SeqWork *w, Oid owner, MemoryContext cxt)
 	PG_END_TRY();
 	MemoryContextSwitchTo(oldcxt);
 	CurrentResourceOwner = oldowner;
+	if (msg == NULL && w->checked)
+		return NULL;		/* last_error was cleared by the first batch of the pass */
 
 	values[0] = Int64GetDatum(w->id);
 	values[1] = msg ? CStringGetTextDatum(msg) : (Datum) 0;
@@ -1114,8 +1137,10 @@ process_all(TimestampTz at0, bool clock, CommitFn commit_fn)
 	{
 		bool		more = true;
 		TimestampTz at = at0;
+		bool	   *checked;
 
 		n = active_sequences(&ids, &owners, cxt);
+		checked = MemoryContextAllocZero(cxt, sizeof(bool) * Max(n, 1));
 
 		/*
 		 * Round robin, one batch of each sequence per round, so that a big
@@ -1138,8 +1163,11 @@ process_all(TimestampTz at0, bool clock, CommitFn commit_fn)
 				w.limit = ccrm_sequence_batch_size;
 				w.enrol = true;
 				w.all_batches = commit_fn == NULL;
+				w.checked = checked[i];
 				if (work_isolated(&w, owners[i], cxt) != NULL)
 					w.claimed = 0;
+				else
+					checked[i] = true;
 				if (commit_fn)
 					commit_fn();
 				if (commit_fn && w.claimed >= w.limit)

@@ -158,7 +158,8 @@ VACUUM ANALYZE ccrm.sequence_enrolment, public.bench_enrolment;
 CHECKPOINT;"
 REPEAT=2 t_ccrm=$(time_sql "SELECT ccrm.activate_sequence('bench enrol', at => now());" "$enrol_setup")
 enrolled=$(psql_bench "SELECT count(*) FROM ccrm.sequence_enrolment WHERE sequence_id = ccrm.sequence_id('bench enrol')")
-REPEAT=2 t_base=$(time_sql "INSERT INTO public.bench_enrolment (sequence_id, record_id, round, matched_at, step, next_due)
+REPEAT=2 t_base=$(time_sql "SET enable_nestloop = off;
+INSERT INTO public.bench_enrolment (sequence_id, record_id, round, matched_at, step, next_due)
 SELECT 0, t.id, 1, now(), 1, ccrm.step_due_time(now(), 1, 'any', NULL, NULLIF(t.timezone, ''), false, NULL)
   FROM ccrm.contact t
  WHERE t.city = ANY ('{Helsinki,Espoo,Tampere,Turku,Oulu}')
