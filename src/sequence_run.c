@@ -275,7 +275,17 @@ SeqEnrolPass(const SeqDef *seq, List *steps, bool full, TimestampTz at)
 		AtEOXact_GUC(true, nestlevel);
 	}
 	else
+	{
+		/* a few changed keys: index lookups, not a scan of the table or the enrolments */
+		int			nestlevel = NewGUCNestLevel();
+
+		(void) set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 		spi_exec(sql.data, 4, types, values, nulls, SPI_OK_SELECT);
+		AtEOXact_GUC(true, nestlevel);
+	}
 	{
 		bool		isnull;
 
