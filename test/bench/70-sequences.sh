@@ -127,6 +127,7 @@ SQL
 steps_setup="
 SELECT ccrm.deactivate_sequence('bench steps') WHERE (SELECT active FROM ccrm.sequence WHERE name = 'bench steps');
 DELETE FROM ccrm.sequence_enrolment WHERE sequence_id = ccrm.sequence_id('bench steps');
+DELETE FROM ccrm.sequence_step_run WHERE sequence_id = ccrm.sequence_id('bench steps');
 TRUNCATE ccrm.outbox, public.bench_enrolment, public.bench_step_run;
 SELECT ccrm.activate_sequence('bench steps', at => now() - interval '1 hour') \\g /dev/null
 UPDATE ccrm.sequence SET reconciled_at = now() + interval '1 day' WHERE name = 'bench steps';
@@ -146,6 +147,7 @@ bench_value_min sequence_steps_per_s "$(calc '%.0f' "$N / $t_ccrm")" steps/s 200
 psql_script >/dev/null <<'SQL'
 SELECT ccrm.deactivate_sequence('bench steps');
 DELETE FROM ccrm.sequence_enrolment WHERE sequence_id = ccrm.sequence_id('bench steps');
+DELETE FROM ccrm.sequence_step_run WHERE sequence_id = ccrm.sequence_id('bench steps');
 TRUNCATE ccrm.outbox, public.bench_enrolment, public.bench_step_run;
 SQL
 
@@ -153,6 +155,7 @@ SQL
 enrol_setup="
 SELECT ccrm.deactivate_sequence('bench enrol') WHERE (SELECT active FROM ccrm.sequence WHERE name = 'bench enrol');
 DELETE FROM ccrm.sequence_enrolment WHERE sequence_id = ccrm.sequence_id('bench enrol');
+DELETE FROM ccrm.sequence_step_run WHERE sequence_id = ccrm.sequence_id('bench enrol');
 TRUNCATE public.bench_enrolment;
 VACUUM ANALYZE ccrm.sequence_enrolment, public.bench_enrolment;
 CHECKPOINT;"
@@ -184,6 +187,7 @@ psql_bench "SELECT ccrm.drop_sequence('bench enrol')" >/dev/null
 # -- lag while the worker processes 200,000 steps -------------------------------------
 psql_script >/dev/null <<'SQL'
 DELETE FROM ccrm.sequence_enrolment WHERE sequence_id = ccrm.sequence_id('bench steps');
+DELETE FROM ccrm.sequence_step_run WHERE sequence_id = ccrm.sequence_id('bench steps');
 SELECT ccrm.activate_sequence('bench steps', at => now() - interval '1 hour') WHERE NOT (SELECT active FROM ccrm.sequence WHERE name = 'bench steps');
 SELECT ccrm.create_sequence('bench lag', 'contact', '{"field": "title", "op": "eq", "value": "bench lag"}',
     '[{"action": "email_customer", "delay_days": 1, "template": "bench seq"}]');
