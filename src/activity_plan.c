@@ -550,23 +550,6 @@ load_busy(Run *run)
 	SPI_freetuptable(SPI_tuptable);
 }
 
-static void
-load_holidays(CcrmSlotRules *rules)
-{
-	if (SPI_execute("SELECT day FROM ccrm.holiday ORDER BY day", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read ccrm.holiday");
-	rules->nholidays = SPI_processed;
-	rules->holidays = palloc(sizeof(DateADT) * Max(rules->nholidays, 1));
-	for (int i = 0; i < rules->nholidays; i++)
-	{
-		bool		isnull;
-
-		rules->holidays[i] = DatumGetDateADT(SPI_getbinval(SPI_tuptable->vals[i],
-														   SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	SPI_freetuptable(SPI_tuptable);
-}
-
 /* Who gets the activity of member number n: a user, or NULL (skipped). */
 static RunUser *
 assignee(Run *run, uint64 n, bool owner_null, int64 owner)
@@ -948,8 +931,7 @@ ccrm_create_activities(PG_FUNCTION_ARGS)
 	if (!run->plan.is_task)
 	{
 		plan_rules(&run->plan, &run->rules);
-		run->rules.working_days = CcrmSettingWorkingDays();
-		load_holidays(&run->rules);
+		CcrmLoadWorkingDays(&run->rules);
 		load_busy(run);
 	}
 	prepare_insert(run);

@@ -13,6 +13,7 @@
 #include "delivery.h"
 #include "messaging.h"
 #include "run_as_owner.h"
+#include "sequence.h"
 #include "scheduler.h"
 #include "spi_debug.h"
 
@@ -33,5 +34,6 @@ _PG_init(void)
 	MsgOutboxInit();
 	CcrmSPIDebugInit();		/* test build only: poison what SPI frees */
 	CcrmRunAsOwnerInit();
+	SeqRunInit();
 	MarkGUCPrefixReserved("ccrm");
 }

@@ -25,6 +25,7 @@
 #include "quote.h"
 #include "spi_debug.h"
 #include "entity.h"
+#include "sequence.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -495,6 +496,8 @@ ccrm_register_entity(PG_FUNCTION_ARGS)
 							  " VALUES ($1, $2::pg_catalog.regclass, $3, $4, $5, $6, $7)",
 							  7, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert into ccrm.entity");
+	/* changed keys reach active sequences within seconds (sequence_run.c) */
+	SeqWatchTable(name, relid, key, true);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -540,6 +543,22 @@ ccrm_unregister_entity(PG_FUNCTION_ARGS)
 				 errmsg("entity \"%s\" is used by target groups", name),
 				 errdetail("Target groups over %s: %s.", name, groups),
 				 errhint("Drop those groups first.")));
+	if (SPI_execute("SELECT pg_catalog.to_regclass('ccrm.sequence') IS NOT NULL", true, 1) == SPI_OK_SELECT &&
+		strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
+	{
+		if (SPI_execute_with_args("SELECT pg_catalog.string_agg(pg_catalog.quote_literal(name), ', ' ORDER BY name)"
+								  "  FROM ccrm.sequence WHERE entity OPERATOR(pg_catalog.=) $1",
+								  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read ccrm.sequence");
+		groups = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (groups != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("entity \"%s\" is used by follow-up sequences", name),
+					 errdetail("Sequences over %s: %s.", name, groups),
+					 errhint("Drop those sequences first.")));
+	}
+	SeqWatchTable(name, relid, NULL, false);
 	if (SPI_execute_with_args("DELETE FROM ccrm.entity WHERE name OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete from ccrm.entity");

@@ -20,6 +20,11 @@
  * hold back the others.  Errors of a pass are logged and the pass is
  * tried again a second later, without a restart.
  *
+ * Follow-up sequences are the exception (sequence_pass): their due steps and
+ * enrolments are processed here about every second, with no job to create,
+ * each sequence confined to its owner (run_as_owner.c) as the executors
+ * confine jobs, in bounded batches that commit one by one.
+ *
  * Shared memory names the running scheduler (its pid and latch), so there
  * is never a second one.  Local state (jobs running elsewhere, jobs an
  * executor could not record) lives in TopMemoryContext for the life of
@@ -33,6 +38,7 @@
 #include "job.h"
 #include "scheduler.h"
 #include "worker_slot.h"
+#include "sequence.h"
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -76,6 +82,8 @@ int			ccrm_job_history_retention = 30 * SECS_PER_DAY;
 #define BUSY_POLL_MS 1000
 /* how long a job whose run could not even be recorded is left alone */
 #define BROKEN_RETRY_MS 60000
+/* how often follow-up sequences are processed */
+#define SEQUENCE_POLL_MS 1000
 /* pause after a pass that failed */
 #define ERROR_PAUSE_MS 1000
 /* how often old runs are purged (ccrm.job_history_retention) */
@@ -441,6 +449,30 @@ scheduler_pass(bool *first)
 	return sleep_ms;
 }
 
+/*
+ * Follow-up sequences: due steps and enrolment of every active sequence,
+ * each batch in a transaction of its own, each sequence confined to its
+ * owner (sequence_run.c).  This is the one kind of work the scheduler does
+ * itself rather than hand to the executors: batches are bounded
+ * (ccrm.sequence_batch_size) and run about every second, with no job to
+ * create.  An error ends the pass; the next one comes a second later.
+ */
+static void
+sequence_pass(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	CcrmSPIConnect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "ccrm scheduler: follow-up sequences");
+	if (OidIsValid(get_relname_relid("sequence_step_run", get_namespace_oid(CCRM_SCHEMA, true))))
+		SeqSchedulerPass(GetCurrentTimestamp());
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
 static void
 scheduler_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
@@ -501,6 +533,12 @@ ccrm_scheduler_main(Datum arg)
 		PG_TRY();
 		{
 			sleep_ms = scheduler_pass(&first);
+			if (ready == 1 && ccrm_enable_scheduler)
+			{
+				MemoryContextSwitchTo(pass_cxt);
+				sequence_pass();
+				sleep_ms = Min(sleep_ms, SEQUENCE_POLL_MS);
+			}
 		}
 		PG_CATCH();
 		{

@@ -10,6 +10,10 @@
  *	  not holidays, and never overlapping an event already in the calendar.
  *	  What does not fit rolls to the next working day.
  *
+ *	  Working days are the working_days setting minus the days of
+ *	  ccrm.holiday (CcrmLoadWorkingDays, CcrmIsWorkingDay); the follow-up
+ *	  sequences' day rule uses the same test (sequence_due.c).
+ *
  *	  Local wall-clock times become instants through the zone's rules for
  *	  that day (DetermineTimeZoneOffset), so a day across a DST change still
  *	  starts at its local day start.
@@ -38,8 +42,11 @@
  *-------------------------------------------------------------------------
  */
 #include "ccrm.h"
+#include "setting.h"
 #include "slots.h"
+#include "spi_debug.h"
 
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -104,6 +111,33 @@ CcrmIsWorkingDay(const CcrmSlotRules *rules, DateADT day)
 			hi = mid - 1;
 	}
 	return true;
+}
+
+/*
+ * The working days of the rules: the working_days setting, and the days of
+ * ccrm.holiday sorted for CcrmIsWorkingDay's binary search, allocated in the
+ * caller's memory context.  Reads through its own SPI connection (nested
+ * when the caller has one), as the caller under the caller's snapshot.
+ */
+void
+CcrmLoadWorkingDays(CcrmSlotRules *rules)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	rules->working_days = CcrmSettingWorkingDays();
+	CcrmSPIConnect();
+	if (SPI_execute("SELECT day FROM ccrm.holiday ORDER BY day", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read ccrm.holiday");
+	rules->nholidays = (int) SPI_processed;
+	rules->holidays = MemoryContextAlloc(cxt, sizeof(DateADT) * Max(rules->nholidays, 1));
+	for (int i = 0; i < rules->nholidays; i++)
+	{
+		bool		isnull;
+
+		rules->holidays[i] = DatumGetDateADT(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_finish();
 }
 
 /*

@@ -59,5 +59,7 @@ extern void CcrmSlotNext(const CcrmSlotRules *rules, CcrmSlotCursor *cur,
 extern TimestampTz CcrmLocalTimestamp(DateADT day, TimeADT time, pg_tz *tz);
 extern DateADT CcrmLocalDate(TimestampTz ts, pg_tz *tz);
 extern bool CcrmIsWorkingDay(const CcrmSlotRules *rules, DateADT day);
+/* the working_days setting and the days of ccrm.holiday (sorted), in the caller's memory */
+extern void CcrmLoadWorkingDays(CcrmSlotRules *rules);
 
 #endif							/* CCRM_SLOTS_H */

@@ -43,6 +43,7 @@
 #include "spi_debug.h"
 #include "entity.h"
 #include "filter.h"
+#include "execute_as_owner.h"
 #include "target_group.h"
 
 #include "access/htup_details.h"
@@ -564,10 +565,60 @@ ccrm_drop_target_group(PG_FUNCTION_ARGS)
 					 errdetail("Jobs on it: %s.", users),
 					 errhint("Delete them or move them to another group first (ccrm.delete_job, ccrm.alter_job).")));
 	}
+	/* follow-up sequences using it (ccrm.sequence exists from 0.9.0 on), read as the catalog's owner */
+	if (SPI_execute("SELECT pg_catalog.to_regclass('ccrm.sequence_dependency') IS NOT NULL", true, 1) == SPI_OK_SELECT &&
+		strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
+	{
+		CcrmExecuteAsOwner("SELECT pg_catalog.string_agg(pg_catalog.quote_literal(s.name), ', ' ORDER BY s.name)"
+						   "  FROM ccrm.sequence s JOIN ccrm.sequence_dependency d ON d.sequence_id OPERATOR(pg_catalog.=) s.id"
+						   " WHERE d.group_id OPERATOR(pg_catalog.=) $1", 1, types, values, NULL, SPI_OK_SELECT);
+		users = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (users)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("target group \"%s\" is used by follow-up sequences", g->name),
+					 errdetail("Sequences using it through in_group: %s.", users),
+					 errhint("Change their filters or drop them first.")));
+	}
 	spi_exec("DELETE FROM ccrm.target_group WHERE id OPERATOR(pg_catalog.=) $1",
 			 1, types, values, SPI_OK_DELETE);
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+/*
+ * The filter of a group that an active follow-up sequence uses (through
+ * in_group, directly or through other groups) cannot change: it would act
+ * on the whole database at once, as changing the sequence's own filter
+ * would (sequence.c).  The sequences are read as the catalog's owner, so
+ * the error names them even when they belong to other roles.  SPI
+ * connected.
+ */
+static void
+check_sequence_users(int64 group_id, const char *name)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	char	   *users;
+
+	if (SPI_execute("SELECT pg_catalog.to_regclass('ccrm.sequence_dependency') IS NOT NULL", true, 1) != SPI_OK_SELECT ||
+		strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") != 0)
+		return;
+	values[0] = Int64GetDatum(group_id);
+	CcrmExecuteAsOwner("WITH RECURSIVE up(id) AS (SELECT $1::pg_catalog.int8"
+					   "  UNION SELECT d.group_id FROM ccrm.target_group_dependency d"
+					   "         JOIN up ON d.depends_on OPERATOR(pg_catalog.=) up.id)"
+					   " SELECT pg_catalog.string_agg(DISTINCT pg_catalog.quote_literal(s.name), ', ')"
+					   "   FROM ccrm.sequence s JOIN ccrm.sequence_dependency sd ON sd.sequence_id OPERATOR(pg_catalog.=) s.id"
+					   "  WHERE s.active AND sd.group_id IN (SELECT id FROM up)",
+					   1, types, values, NULL, SPI_OK_SELECT);
+	users = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (users)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the filter of target group \"%s\" cannot change while active sequences use it", name),
+				 errdetail("Active sequences using it through in_group: %s.", users),
+				 errhint("Deactivate those sequences first (ccrm.deactivate_sequence), change the filter, then activate them again.")));
 }
 
 /* Reject a chain of in_group references that leads back to the group. */
@@ -678,6 +729,8 @@ ccrm_target_group_trigger(PG_FUNCTION_ARGS)
 							SPI_getvalue(row, desc, SPI_fnumber(desc, "name"))),
 					 errhint("Create a new group for the other entity.")));
 	}
+	if (filter_changed && is_update)
+		check_sequence_users(id, SPI_getvalue(row, desc, SPI_fnumber(desc, "name")));
 	if (filter_changed)
 	{
 		CcrmEntity *ent = CcrmEntityLookup(entity, false);

@@ -19,7 +19,13 @@
  *		prefixed by the caller's "where" (filter path, field, setting) and
  *		the caller's hint replaces the input function's when given;
  *	  - the caller's memory context and resource owner are current again
- *		on return and when the error is raised.
+ *		on return and when the error is raised;
+ *	  - in parallel mode (a parallel query's worker or its leader, where no
+ *		subtransaction can start) the input function is called directly and
+ *		its error raised as it is (its own message and hint), "where" shown
+ *		as the error's context: raising, unlike catching, needs no
+ *		subtransaction.
+ *		This lets PARALLEL SAFE functions read typed settings.
  *
  *-------------------------------------------------------------------------
  */
@@ -32,6 +38,12 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
+static void
+input_error_context(void *arg)
+{
+	errcontext("%s", (const char *) arg);
+}
+
 Datum
 CcrmTypeInput(Oid typid, int32 typmod, const char *str, const char *where, const char *hint)
 {
@@ -42,6 +54,18 @@ CcrmTypeInput(Oid typid, int32 typmod, const char *str, const char *where, const
 	volatile Datum result = (Datum) 0;
 
 	getTypeInputInfo(typid, &infunc, &ioparam);
+	if (IsInParallelMode())
+	{
+		ErrorContextCallback errcb;
+
+		errcb.callback = input_error_context;
+		errcb.arg = (void *) (where ? where : "converting a value");
+		errcb.previous = error_context_stack;
+		error_context_stack = &errcb;
+		result = OidInputFunctionCall(infunc, (char *) str, ioparam, typmod);
+		error_context_stack = errcb.previous;
+		return result;
+	}
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();

@@ -17,7 +17,9 @@
  * and message, the message prefixed by "where: " (which filter path,
  * field or setting; NULL for none), and hint as its hint when given (else
  * the input function's own).  Nothing the input function did survives
- * the failure: it runs in a subtransaction.
+ * the failure: it runs in a subtransaction.  In parallel mode, where no
+ * subtransaction can start, its error is raised as it is, with "where" as
+ * the error's context.
  */
 extern Datum CcrmTypeInput(Oid typid, int32 typmod, const char *str, const char *where,
 						   const char *hint);

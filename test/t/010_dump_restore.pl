@@ -97,6 +97,18 @@ SELECT ccrm.create_message_template('hello', 'email', subject => 'Hello $contact
 UPDATE ccrm.contact SET email = firstname || '@example.com';
 SELECT count(*) FROM ccrm.enqueue_template('hello', ARRAY[1, 2]::bigint[], key_prefix => 'hello:', at => '2026-11-27 10:00+02');
 
+-- follow-up sequences: one enrolled and run (with an in_group exit filter), one only_new with a captured insert
+SELECT ccrm.create_message_template('seq hello', 'email', subject => 'Hi $contact-firstname$', body => 'Hi!', sender_id => 1);
+SELECT ccrm.create_sequence('Welcome', 'contact', '{"field": "city", "op": "eq", "value": "Helsinki"}',
+    '[{"action": "email_customer", "template": "seq hello"},
+      {"action": "email_customer", "delay_days": 2, "template": "seq hello"}]', exit_filter => '{"in_group": "Fair"}');
+SELECT ccrm.activate_sequence('Welcome', at => '2026-11-27 10:00+02');
+SELECT count(*) FROM ccrm.run_sequences('2026-11-27 10:00+02');
+SELECT ccrm.create_sequence('Newcomers', 'contact', '{"field": "city", "op": "eq", "value": "Oulu"}',
+    '[{"action": "email_customer", "template": "seq hello"}]');
+SELECT ccrm.activate_sequence('Newcomers', only_new => true, at => '2026-11-27 10:00+02');
+INSERT INTO ccrm.contact (account_id, owner_id, firstname, city, email) VALUES (1, 1, 'Uusi', 'Oulu', 'uusi@example.com');
+
 -- alice: a role of the application, with jobs, runs and audit of her own
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ccrm, public TO alice;
 GRANT SELECT, USAGE ON ALL SEQUENCES IN SCHEMA ccrm TO alice;
@@ -231,7 +243,7 @@ is($node->safe_psql('restored', q{
 INSERT INTO ccrm.contact (firstname) VALUES ('new') RETURNING id;
 SELECT ccrm.create_target_group('After restore', 'contact');
 SELECT ccrm.schedule_job('After restore', 'refresh_group', '@daily', 'After restore');
-}), "21\n5\n5", 'contact, group and job ids continue after the restored rows');
+}), "22\n5\n5", 'contact, group and job ids continue after the restored rows');
 my ($ret, $out, $err) = $node->psql('restored',
 	q{INSERT INTO ccrm.contact (firstname, attrs) VALUES ('x', '{"birthday": "not a date"}')});
 like($err, qr/invalid input syntax for type date/, 'custom field checks work after restore');
@@ -254,7 +266,7 @@ is($node->safe_psql('partial', q{
 SELECT (SELECT string_agg(name, ',') FROM ccrm.job) || ' | ' ||
        (SELECT string_agg(DISTINCT run_as::text, ',') FROM ccrm.job_run) || ' | ' ||
        (SELECT count(*) FROM ccrm.run_audit) || ' | ' || (SELECT count(*) FROM ccrm.contact)}),
-	'Alice counts | alice | 2 | 20', 'that dump holds only her jobs, runs and audit, and all other tables');
+	'Alice counts | alice | 2 | 21', 'that dump holds only her jobs, runs and audit, and all other tables');
 # bob has no privileges on ccrm's tables: his pg_dump cannot read their data
 $node->command_fails_like([ 'pg_dump', '-Fc', '-f', $node->basedir . '/bob.dump', '-U', 'bob', '-d', $node->connstr('crm') ],
 	qr/permission denied for (table|sequence) .*\n.*Query was: .*ccrm\./, 'a role without SELECT on ccrm\'s tables cannot dump them');
