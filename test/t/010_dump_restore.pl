@@ -96,6 +96,10 @@ SELECT ccrm.create_channel('mail', 'email', is_default => true);
 SELECT ccrm.create_message_template('hello', 'email', subject => 'Hello $contact-firstname$', body => 'Hi!');
 UPDATE ccrm.contact SET email = firstname || '@example.com';
 SELECT count(*) FROM ccrm.enqueue_template('hello', ARRAY[1, 2]::bigint[], key_prefix => 'hello:', at => '2026-11-27 10:00+02');
+-- a campaign with members, a join email and a removal
+SELECT ccrm.create_campaign('Evening', email_template => 'hello', at => '2026-11-27 09:00+02');
+SELECT ccrm.add_group_to_campaign('Evening', 'Helsinki', '2026-11-27 11:00+02');
+SELECT count(*) FROM ccrm.prune_campaign('Evening', 'account duplicates', '2026-11-27 12:00+02');
 
 -- alice: a role of the application, with jobs, runs and audit of her own
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ccrm, public TO alice;
