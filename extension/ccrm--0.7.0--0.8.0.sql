@@ -166,6 +166,11 @@ CREATE POLICY campaign_removal_campaign ON ccrm.campaign_removal
     USING (campaign_id IN (SELECT c.id FROM ccrm.campaign c))
     WITH CHECK (campaign_id IN (SELECT c.id FROM ccrm.campaign c));
 GRANT SELECT, INSERT, UPDATE, DELETE ON ccrm.campaign, ccrm.campaign_member, ccrm.campaign_removal TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('ccrm.campaign', '');
+SELECT pg_catalog.pg_extension_config_dump('ccrm.campaign_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ccrm.campaign_member', '');
+SELECT pg_catalog.pg_extension_config_dump('ccrm.campaign_removal', '');
+SELECT pg_catalog.pg_extension_config_dump('ccrm.campaign_removal_id_seq', '');
 
 /* A campaign by name, locked for a change of its members (FOR NO KEY
  * UPDATE: changes of one campaign's members serialise); an error when the

@@ -96,6 +96,10 @@ SELECT ccrm.create_channel('mail', 'email', is_default => true);
 SELECT ccrm.create_message_template('hello', 'email', subject => 'Hello $contact-firstname$', body => 'Hi!');
 UPDATE ccrm.contact SET email = firstname || '@example.com';
 SELECT count(*) FROM ccrm.enqueue_template('hello', ARRAY[1, 2]::bigint[], key_prefix => 'hello:', at => '2026-11-27 10:00+02');
+-- a campaign with members, a join email and a removal
+SELECT ccrm.create_campaign('Evening', email_template => 'hello', at => '2026-11-27 09:00+02');
+SELECT ccrm.add_group_to_campaign('Evening', 'Helsinki', '2026-11-27 11:00+02');
+SELECT count(*) FROM ccrm.prune_campaign('Evening', 'account duplicates', '2026-11-27 12:00+02');
 
 -- follow-up sequences: one enrolled and run (with an in_group exit filter), one only_new with a captured insert
 SELECT ccrm.create_message_template('seq hello', 'email', subject => 'Hi $contact-firstname$', body => 'Hi!', sender_id => 1);
