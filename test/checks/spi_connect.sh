@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every SPI connection of ccrm goes through CcrmSPIConnect() or
-# CcrmSPIConnectExt() (src/spi_debug.h), so that the test build poisons what
-# SPI frees (src/spi_debug.c).  Lists the C files that call SPI_connect directly.
+# CcrmSPIConnectExt() (src/core/spi_debug.h), so that the test build poisons what
+# SPI frees (src/core/spi_debug.c).  Lists the C files that call SPI_connect directly.
 set -euo pipefail
 cd "$1"
 hits=$(grep -rnE --include='*.c' '\bSPI_connect(_ext)?[[:space:]]*\(' src | grep -v '/spi_debug\.c:' || true)
