@@ -41,6 +41,7 @@
 #include "privilege.h"
 #include "run_as_owner.h"
 #include "sequence.h"
+#include "sequence_due.h"
 #include "spi_debug.h"
 #include "tuple_util.h"
 
@@ -65,11 +66,6 @@ PG_FUNCTION_INFO_V1(ccrm_alter_sequence);
 PG_FUNCTION_INFO_V1(ccrm_drop_sequence);
 PG_FUNCTION_INFO_V1(ccrm_activate_sequence);
 PG_FUNCTION_INFO_V1(ccrm_deactivate_sequence);
-
-static const char *const day_rules[] = {
-	"any", "working_days", "weekend", "sunday", "monday", "tuesday", "wednesday", "thursday",
-	"friday", "saturday", NULL
-};
 
 static void
 spi_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expect)
@@ -193,23 +189,22 @@ check_step(const char *seq_name, const char *entity, Oid owner, SeqStep *st)
 	CcrmEntity *ent = CcrmEntityLookup(entity, false);
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
-	bool		known = false;
 	bool		isnull;
 	char	   *kind;
 	char	   *tentity;
 	char	   *channel;
 	Oid			towner;
 	const char *want;
+	CcrmDayRule rule;
+	int			weekday;
 
 	st->medium = action_medium(st->action);
-	for (int i = 0; day_rules[i]; i++)
-		known |= strcmp(day_rules[i], st->day_rule) == 0;
-	if (!known)
+	if (!CcrmLookupDayRule(st->day_rule, &rule, &weekday))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("step %d of sequence \"%s\": day rule \"%s\" is not known", st->position, seq_name,
 						st->day_rule),
-				 errhint("Use any, working_days, weekend, or a weekday (monday .. sunday).")));
+				 errhint(CCRM_DAY_RULE_HINT)));
 
 	/* the template: of the step's kind, for the sequence's entity, usable by the owner */
 	values[0] = Int64GetDatum(st->template_id);

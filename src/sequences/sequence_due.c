@@ -94,7 +94,6 @@ static const char *const weekday_names[7] = {
 	"sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"
 };
 
-#define DAY_RULE_HINT "Use any, working_days, weekend, or one weekday from monday to sunday."
 
 /* What the due-time arithmetic reads, for the data one snapshot sees. */
 typedef struct DueCache
@@ -224,8 +223,9 @@ lookup_zone(DueCache *c, const char *name)
 	return c->zone_tz;
 }
 
-void
-CcrmParseDayRule(const char *text, CcrmDayRule *rule, int *weekday)
+/* Whether text names a day rule; if so, which (and the weekday, 0 = Sunday). */
+bool
+CcrmLookupDayRule(const char *text, CcrmDayRule *rule, int *weekday)
 {
 	*weekday = 0;
 	if (strcmp(text, "any") == 0)
@@ -241,13 +241,21 @@ CcrmParseDayRule(const char *text, CcrmDayRule *rule, int *weekday)
 			{
 				*rule = CCRM_DAY_WEEKDAY;
 				*weekday = i;
-				return;
+				return true;
 			}
+		return false;
+	}
+	return true;
+}
+
+void
+CcrmParseDayRule(const char *text, CcrmDayRule *rule, int *weekday)
+{
+	if (!CcrmLookupDayRule(text, rule, weekday))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown day rule \"%s\"", text),
-				 errhint(DAY_RULE_HINT)));
-	}
+				 errhint(CCRM_DAY_RULE_HINT)));
 }
 
 static const char *
@@ -489,7 +497,7 @@ ccrm_step_due_time(PG_FUNCTION_ARGS)
 
 	null_arg(fcinfo, 0, "after", "Give the instant the step counts from.");
 	null_arg(fcinfo, 1, "delay_days", "Give the days after the previous step, 0 or more.");
-	null_arg(fcinfo, 2, "day_rule", DAY_RULE_HINT);
+	null_arg(fcinfo, 2, "day_rule", CCRM_DAY_RULE_HINT);
 	null_arg(fcinfo, 5, "sms", "Say whether the step sends an SMS (true or false).");
 
 	memset(&timing, 0, sizeof(timing));

@@ -31,6 +31,8 @@ typedef struct CcrmStepTiming
 } CcrmStepTiming;
 
 /* parse 'any' | 'working_days' | 'weekend' | 'monday'..'sunday' (ERROR 22023 with hint otherwise) */
+#define CCRM_DAY_RULE_HINT "Use any, working_days, weekend, or one weekday from monday to sunday."
+extern bool CcrmLookupDayRule(const char *text, CcrmDayRule *rule, int *weekday);
 extern void CcrmParseDayRule(const char *text, CcrmDayRule *rule, int *weekday);
 
 /*
