@@ -249,6 +249,20 @@ SELECT * FROM pg_temp.run('2026-05-18 09:01+03');
 SELECT a.subject, a.user_id, a.contact_id, a.entity, a.record_id, a.due_on FROM ccrm.activity a
  WHERE a.entity = 'invoice';
 
+-- An incremental pass looks up only the changed records that may enrol: an enrolled invoice
+-- changed again costs no read of the invoice table (nor of its index)
+BEGIN;
+UPDATE public.invoice SET amount = amount WHERE id = 1;
+SELECT count(*) AS pending FROM ccrm.sequence_pending WHERE sequence_id = ccrm.sequence_id('invoices');
+SELECT pg_stat_get_xact_numscans('public.invoice'::regclass)
+     + pg_stat_get_xact_numscans('public.invoice_pkey'::regclass) AS scans \gset
+-- at the instant of the last pass, so that no reconciliation (a full pass) is due
+SELECT * FROM pg_temp.run('2026-05-18 09:01+03') WHERE sequence = 'invoices';
+SELECT pg_stat_get_xact_numscans('public.invoice'::regclass)
+     + pg_stat_get_xact_numscans('public.invoice_pkey'::regclass) - :scans AS invoice_scans,
+       (SELECT count(*) FROM ccrm.sequence_pending WHERE sequence_id = ccrm.sequence_id('invoices')) AS pending;
+ROLLBACK;
+
 -- A value that cannot be rendered fails that record only: recorded, its enrolment ends
 SELECT ccrm.define_field('contact', 'score', 'integer');
 SELECT ccrm.create_message_template('score', 'email', 'contact', subject => 'Score $contact-score$', body => 'x', sender_id => 1);

@@ -12,12 +12,15 @@
  *	  ccrm.sequence_reconcile_interval); an incremental pass only at the
  *	  records that statement triggers queued in ccrm.sequence_pending
  *	  (taken with DELETE ... RETURNING in the same statement, so a key is
- *	  looked at once after each change).  only_new enrols only records
- *	  listed in ccrm.sequence_new_record whose inserting transaction is
- *	  not visible in the activation's snapshot.  The sequence row is
- *	  locked (FOR NO KEY UPDATE) for a pass, so passes of one sequence
- *	  serialise; the partial unique index on active enrolments and ON
- *	  CONFLICT DO NOTHING make a lost race harmless anyway.
+ *	  looked at once after each change), in key order, first probed
+ *	  against the enrolments' index so that only keys that may enrol cost a
+ *	  look-up of the entity's row: index probes per changed key, no scan.
+ *	  only_new enrols only records listed in ccrm.sequence_new_record
+ *	  whose inserting transaction is not visible in the activation's
+ *	  snapshot.  The sequence row is locked (FOR NO KEY UPDATE) for a
+ *	  pass, so passes of one sequence serialise; the partial unique index
+ *	  on active enrolments and ON CONFLICT DO NOTHING make a lost race
+ *	  harmless anyway.
  *
  *	  Steps (process_batch): one batch is one sequence, confined to its
  *	  owner (run_as_owner.c), in one transaction:
@@ -176,6 +179,31 @@ due_sql(const CcrmEntity *ent, const SeqStep *st, const char *after)
  * ---------------------------------------------------------------- */
 
 /*
+ * SQL: the record (an int8 expression) may enrol by the sequence's
+ * re-enrolment rule: never enrolled (never), no active enrolment
+ * (after_end), or none active nor ended within the cool-down ($4).  $1 is
+ * the sequence, $2 the pass's instant.
+ */
+static char *
+may_enrol_sql(const SeqDef *seq, const char *record)
+{
+	if (strcmp(seq->reenrol, "never") == 0)
+		return psprintf("NOT EXISTS (SELECT 1 FROM ccrm.sequence_enrolment o"
+						" WHERE o.sequence_id OPERATOR(pg_catalog.=) $1"
+						" AND o.record_id OPERATOR(pg_catalog.=) %s)", record);
+	if (strcmp(seq->reenrol, "after_end") == 0)
+		return psprintf("NOT EXISTS (SELECT 1 FROM ccrm.sequence_enrolment o"
+						" WHERE o.sequence_id OPERATOR(pg_catalog.=) $1"
+						" AND o.record_id OPERATOR(pg_catalog.=) %s"
+						" AND o.status OPERATOR(pg_catalog.=) 'active')", record);
+	return psprintf("NOT EXISTS (SELECT 1 FROM ccrm.sequence_enrolment o"
+					" WHERE o.sequence_id OPERATOR(pg_catalog.=) $1"
+					" AND o.record_id OPERATOR(pg_catalog.=) %s"
+					" AND (o.status OPERATOR(pg_catalog.=) 'active'"
+					"      OR o.ended_at OPERATOR(pg_catalog.>) ($2 OPERATOR(pg_catalog.-) $4)))", record);
+}
+
+/*
  * Enrol the records that match and may enrol: all of them (full) or those
  * queued as changed.  SPI connected, confined to the owner, the sequence
  * locked.  Returns how many were enrolled.
@@ -210,23 +238,45 @@ SeqEnrolPass(const SeqDef *seq, List *steps, bool full, TimestampTz at)
 
 	initStringInfo(&sql);
 	if (!full)
-		appendStringInfoString(&sql,
-							   "WITH p AS (DELETE FROM ccrm.sequence_pending"
-							   " WHERE sequence_id OPERATOR(pg_catalog.=) $1 RETURNING record_id), "
-							   "pk AS (SELECT DISTINCT record_id FROM p), ");
+	{
+		/*
+		 * The changed keys, consumed: distinct already (the primary key of
+		 * ccrm.sequence_pending), in key order so that the index probes below
+		 * walk the indexes forward, and first kept to those that may enrol
+		 * (one probe of the enrolments' index), so that a record that is
+		 * enrolled costs no look-up of the entity's row at all.
+		 */
+		appendStringInfo(&sql,
+						 "WITH p AS (DELETE FROM ccrm.sequence_pending"
+						 " WHERE sequence_id OPERATOR(pg_catalog.=) $1 RETURNING record_id), "
+						 "pk AS MATERIALIZED (SELECT s.record_id FROM (SELECT record_id FROM p ORDER BY record_id) s"
+						 " WHERE %s), ",
+						 may_enrol_sql(seq, "s.record_id"));
+	}
 	else
 		appendStringInfoString(&sql, "WITH ");
 	appendStringInfo(&sql,
 					 "ins AS (INSERT INTO ccrm.sequence_enrolment (sequence_id, record_id, round, matched_at, step, next_due)"
-					 " SELECT $1, %s::pg_catalog.int8, %s, $2, 1, %s FROM %s t",
+					 " SELECT $1, %s::pg_catalog.int8, %s, $2, 1, %s FROM ",
 					 key,
 					 never ? "1"
 					 : psprintf("COALESCE((SELECT pg_catalog.max(o.round) FROM ccrm.sequence_enrolment o"
 								" WHERE o.sequence_id OPERATOR(pg_catalog.=) $1"
 								" AND o.record_id OPERATOR(pg_catalog.=) %s::pg_catalog.int8), 0) OPERATOR(pg_catalog.+) 1", key),
-					 due_sql(ent, first, "$2"), ent->qualname);
-	if (!full)
-		appendStringInfo(&sql, " JOIN pk ON pk.record_id OPERATOR(pg_catalog.=) %s::pg_catalog.int8", key);
+					 due_sql(ent, first, "$2"));
+	if (full)
+		appendStringInfo(&sql, "%s t", ent->qualname);
+	else
+	{
+		/*
+		 * Driven by the keys, whatever the statistics say: each one fetches
+		 * its row by the key (OFFSET 0 keeps the subquery a parameterised
+		 * scan on the inner side), so that no key means no read of the table.
+		 */
+		appendStringInfo(&sql, "pk CROSS JOIN LATERAL (SELECT t0.* FROM %s t0"
+						 " WHERE %s::pg_catalog.int8 OPERATOR(pg_catalog.=) pk.record_id OFFSET 0) t",
+						 ent->qualname, qcol("t0", ent->key_column));
+	}
 	appendStringInfo(&sql, " WHERE (%s)", filter);
 	if (seq->exit_filter)
 		appendStringInfo(&sql, " AND NOT COALESCE((%s), false)",
@@ -237,24 +287,8 @@ SeqEnrolPass(const SeqDef *seq, List *steps, bool full, TimestampTz at)
 						 " WHERE nr.sequence_id OPERATOR(pg_catalog.=) $1"
 						 " AND nr.record_id OPERATOR(pg_catalog.=) %s::pg_catalog.int8"
 						 " AND NOT pg_catalog.pg_visible_in_snapshot(nr.xid, $3::pg_catalog.pg_snapshot))", key);
-	if (never)
-		appendStringInfo(&sql,
-						 " AND NOT EXISTS (SELECT 1 FROM ccrm.sequence_enrolment o"
-						 " WHERE o.sequence_id OPERATOR(pg_catalog.=) $1"
-						 " AND o.record_id OPERATOR(pg_catalog.=) %s::pg_catalog.int8)", key);
-	else if (strcmp(seq->reenrol, "after_end") == 0)
-		appendStringInfo(&sql,
-						 " AND NOT EXISTS (SELECT 1 FROM ccrm.sequence_enrolment o"
-						 " WHERE o.sequence_id OPERATOR(pg_catalog.=) $1"
-						 " AND o.record_id OPERATOR(pg_catalog.=) %s::pg_catalog.int8"
-						 " AND o.status OPERATOR(pg_catalog.=) 'active')", key);
-	else
-		appendStringInfo(&sql,
-						 " AND NOT EXISTS (SELECT 1 FROM ccrm.sequence_enrolment o"
-						 " WHERE o.sequence_id OPERATOR(pg_catalog.=) $1"
-						 " AND o.record_id OPERATOR(pg_catalog.=) %s::pg_catalog.int8"
-						 " AND (o.status OPERATOR(pg_catalog.=) 'active'"
-						 "      OR o.ended_at OPERATOR(pg_catalog.>) ($2 OPERATOR(pg_catalog.-) $4)))", key);
+	if (full)
+		appendStringInfo(&sql, " AND %s", may_enrol_sql(seq, psprintf("%s::pg_catalog.int8", key)));
 	appendStringInfoString(&sql, " ON CONFLICT DO NOTHING RETURNING 1)"
 						   " SELECT pg_catalog.count(*) FROM ins");
 	if (full)
