@@ -709,6 +709,28 @@ compile_field(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, const c
  * in_group and has_activity
  * ---------------------------------------------------------------- */
 
+/*
+ * A reference to a definition by name (a JSON string) or id (a JSON number):
+ * the parameter and the WHERE clause of the query that finds it; what names
+ * the kind of definition in the error.
+ */
+static const char *
+name_or_id_param(JsonbValue *ref, const char *path, const char *what, Oid *argtype, Datum *arg)
+{
+	if (ref->type == jbvString)
+	{
+		*argtype = TEXTOID;
+		*arg = PointerGetDatum(cstring_to_text(jsonb_string(ref)));
+		return "name OPERATOR(pg_catalog.=) $1";
+	}
+	if (ref->type != jbvNumeric)
+		filter_error(ERRCODE_INVALID_PARAMETER_VALUE, path,
+					 psprintf("expected a %s name or id, got %s", what, CcrmJsonbTypeName(ref)), NULL);
+	*argtype = INT8OID;
+	*arg = convert_value(scalar_text(ref, path), INT8OID, path);
+	return "id OPERATOR(pg_catalog.=) $1";
+}
+
 static void
 compile_in_group(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, const char *alias,
 				 JsonbValue *ref, const char *path)
@@ -725,21 +747,7 @@ compile_in_group(FilterCompiler *fc, StringInfo out, const CcrmEntity *ent, cons
 	MemoryContext cxt = CurrentMemoryContext;
 	bool		found;
 
-	if (ref->type == jbvString)
-	{
-		argtypes[0] = TEXTOID;
-		args[0] = PointerGetDatum(cstring_to_text(jsonb_string(ref)));
-		where = "name OPERATOR(pg_catalog.=) $1";
-	}
-	else if (ref->type == jbvNumeric)
-	{
-		argtypes[0] = INT8OID;
-		args[0] = convert_value(scalar_text(ref, gpath), INT8OID, gpath);
-		where = "id OPERATOR(pg_catalog.=) $1";
-	}
-	else
-		filter_error(ERRCODE_INVALID_PARAMETER_VALUE, gpath,
-					 psprintf("expected a group name or id, got %s", CcrmJsonbTypeName(ref)), NULL);
+	where = name_or_id_param(ref, gpath, "group", &argtypes[0], &args[0]);
 
 	CcrmSPIConnect();
 	if (SPI_execute_with_args(psprintf("SELECT id, name, entity FROM ccrm.target_group WHERE %s", where),
@@ -821,21 +829,7 @@ compile_in_campaign(StringInfo out, const CcrmEntity *ent, const char *alias, Js
 	MemoryContext cxt = CurrentMemoryContext;
 	const char *a = quote_identifier(alias);
 
-	if (ref->type == jbvString)
-	{
-		argtypes[0] = TEXTOID;
-		args[0] = PointerGetDatum(cstring_to_text(jsonb_string(ref)));
-		where = "name OPERATOR(pg_catalog.=) $1";
-	}
-	else if (ref->type == jbvNumeric)
-	{
-		argtypes[0] = INT8OID;
-		args[0] = convert_value(scalar_text(ref, cpath), INT8OID, cpath);
-		where = "id OPERATOR(pg_catalog.=) $1";
-	}
-	else
-		filter_error(ERRCODE_INVALID_PARAMETER_VALUE, cpath,
-					 psprintf("expected a campaign name or id, got %s", CcrmJsonbTypeName(ref)), NULL);
+	where = name_or_id_param(ref, cpath, "campaign", &argtypes[0], &args[0]);
 
 	CcrmSPIConnect();
 	if (SPI_execute_with_args(psprintf("SELECT id FROM ccrm.campaign WHERE %s", where),
